@@ -1,0 +1,257 @@
+//! What each subcommand does. `main.rs` only parses and prints errors.
+
+use crate::cli::{BenchArgs, Cli, Command, ConfigArgs, EvalArgs, GlobalOpts, TrainArgs};
+use crate::config::{self, Source};
+use crate::experiments::{self, Entry, EvalInput};
+use crate::run::{self, fsutil, Outcome, RunContext, RunOptions};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::CommandFactory;
+use std::path::{Path, PathBuf};
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn main(cli: Cli) -> Result<i32> {
+    let g = cli.global;
+    match cli.command {
+        Command::List => list(),
+        Command::Train(args) => train(&g, args, "train"),
+        Command::Eval(args) => eval(&g, args),
+        Command::IbAnalyze(_) => bail!(
+            "`stochlab ib-analyze` is not built yet (issue 5); use `stochlab train` meanwhile"
+        ),
+        Command::Sweep(_) => bail!(
+            "`stochlab sweep` is not built yet (issue 7); run `stochlab train` per job meanwhile"
+        ),
+        Command::Config(args) => show_config(&g, args),
+        Command::Bench(args) => bench(&g, args),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "stochlab",
+                &mut std::io::stdout(),
+            );
+            Ok(0)
+        }
+    }
+}
+
+/// An error chain as one line: outermost context first.
+pub fn one_line(err: &anyhow::Error) -> String {
+    let parts: Vec<String> = err
+        .chain()
+        .map(|e| e.to_string().replace('\n', " "))
+        .collect();
+    parts.join(": ")
+}
+
+fn list() -> Result<i32> {
+    let width = experiments::REGISTRY
+        .iter()
+        .map(|e| e.name.len())
+        .max()
+        .unwrap_or(0);
+    for e in experiments::REGISTRY {
+        println!("{:width$}  {}", e.name, e.description);
+        if e.paper != "—" {
+            println!("{:width$}  paper: {}", "", e.paper);
+        }
+    }
+    Ok(0)
+}
+
+fn options(g: &GlobalOpts) -> Result<RunOptions> {
+    Ok(RunOptions {
+        results_root: g.results.clone(),
+        device: crate::device::parse(&g.device)?,
+        quiet: g.quiet,
+        smoke: g.smoke,
+        data_dir: g.data_dir.clone().unwrap_or_else(|| PathBuf::from("data")),
+        command_line: std::env::args().collect(),
+    })
+}
+
+/// Defaults + smoke sizes + overrides for an experiment, completed and checked.
+fn resolve(g: &GlobalOpts, entry: &Entry, overrides: &[String]) -> Result<(toml::Table, u64)> {
+    let local = PathBuf::from("experiments").join(format!("{}.toml", entry.name));
+    let source = match (&g.config, local.exists()) {
+        (Some(path), _) => Source::File(path),
+        (None, true) => Source::File(&local),
+        (None, false) => Source::Embedded {
+            name: entry.name,
+            text: entry.defaults,
+        },
+    };
+    let r = config::resolve(source, overrides, g.smoke, g.seed)?;
+    Ok(((entry.normalize)(&r.table)?, r.seed))
+}
+
+fn show_config(g: &GlobalOpts, args: ConfigArgs) -> Result<i32> {
+    let entry = experiments::find(&args.experiment)?;
+    let (table, seed) = resolve(g, entry, &args.overrides)?;
+    print!("{}", config::to_toml(&table, seed)?);
+    Ok(0)
+}
+
+fn train(g: &GlobalOpts, args: TrainArgs, command: &str) -> Result<i32> {
+    let opts = options(g)?;
+    let (mut ctx, table, entry) = match &args.resume {
+        Some(dir) => reopen(g, &args, dir, &opts)?,
+        None => {
+            let name = args.experiment.as_deref().ok_or_else(|| {
+                anyhow!(
+                    "name an experiment to train (see `stochlab list`), or pass --resume <run-dir>"
+                )
+            })?;
+            let entry = experiments::find(name)?;
+            let (table, seed) = resolve(g, entry, &args.overrides)?;
+            let text = config::to_toml(&table, seed)?;
+            (
+                RunContext::create(&opts, entry.name, command, &text, seed)?,
+                table,
+                entry,
+            )
+        }
+    };
+    ctx.interrupt = run::signals::Interrupt::install().context("installing signal handlers")?;
+    if !ctx.quiet {
+        eprintln!(
+            "[{}] run directory {} (device {}, seed {})",
+            entry.name,
+            ctx.dir.display(),
+            ctx.info.device,
+            ctx.seed
+        );
+    }
+    let outcome = (entry.train)(&table, &mut ctx);
+    let code = ctx.finish(&outcome)?;
+    let outcome = outcome?;
+    println!("{}", summary(&ctx, outcome));
+    Ok(code)
+}
+
+fn reopen(
+    g: &GlobalOpts,
+    args: &TrainArgs,
+    dir: &Path,
+    opts: &RunOptions,
+) -> Result<(RunContext, toml::Table, &'static Entry)> {
+    if !args.overrides.is_empty() || g.seed.is_some() || g.config.is_some() || g.smoke {
+        bail!("--resume continues a run with its saved config.toml and seed; drop the overrides, --seed, --config and --smoke");
+    }
+    let (ctx, text) = RunContext::reopen(dir, opts)?;
+    let entry = experiments::find(&ctx.info.experiment)?;
+    if let Some(name) = args.experiment.as_deref().filter(|n| *n != entry.name) {
+        bail!(
+            "{} is a run of `{}`, not `{name}`",
+            dir.display(),
+            entry.name
+        );
+    }
+    let mut table = config::parse_toml(&text, &dir.join(run::CONFIG_TOML).display().to_string())?;
+    table.remove(config::SEED_KEY);
+    Ok((ctx, table, entry))
+}
+
+fn summary(ctx: &RunContext, outcome: Outcome) -> String {
+    let metrics: Vec<String> = ctx
+        .info
+        .final_metrics
+        .iter()
+        .filter(|(k, _)| k.ends_with("acc") || k.ends_with("loss"))
+        .map(|(k, v)| match v.as_f64() {
+            Some(f) => format!("{k}={f:.4}"),
+            None => format!("{k}={v}"),
+        })
+        .collect();
+    let secs = ctx.info.seconds.unwrap_or(0.0);
+    match outcome {
+        Outcome::Completed => format!(
+            "completed {} (seed {}) in {secs:.1}s: {} -> {}",
+            ctx.info.experiment,
+            ctx.seed,
+            metrics.join(" "),
+            ctx.dir.join(run::METRICS_CSV).display()
+        ),
+        Outcome::Interrupted(sig) => format!(
+            "interrupted {} by signal {sig} after {secs:.1}s; continue with: stochlab train --resume {}",
+            ctx.info.experiment,
+            ctx.dir.display()
+        ),
+    }
+}
+
+fn eval(g: &GlobalOpts, args: EvalArgs) -> Result<i32> {
+    let info = run::read_info(&args.run_dir)?;
+    let entry = experiments::find(&info.experiment)?;
+    let eval = entry
+        .eval
+        .ok_or_else(|| anyhow!("experiment `{}` has no eval", entry.name))?;
+    let cfg_path = args.run_dir.join(run::CONFIG_TOML);
+    let text = std::fs::read_to_string(&cfg_path)
+        .with_context(|| format!("reading {}", cfg_path.display()))?;
+    let mut table = config::parse_toml(&text, &cfg_path.display().to_string())?;
+    table.remove(config::SEED_KEY);
+    for raw in &args.overrides {
+        let (k, v) = config::parse_override(raw)?;
+        config::set_dotted(&mut table, &k, v)?;
+    }
+    let table = (entry.normalize)(&table)?;
+    let opts = options(g)?;
+    let input = EvalInput {
+        run_dir: &args.run_dir,
+        device: opts.device,
+        seed: info.seed,
+        data_dir: &opts.data_dir,
+    };
+    let (epoch, rows) = eval(&table, &input)?;
+
+    let mut names: Vec<String> = vec![];
+    for (_, metrics) in &rows {
+        for (k, _) in metrics {
+            if !names.contains(k) {
+                names.push(k.clone());
+            }
+        }
+    }
+    let mut w = csv::Writer::from_writer(vec![]);
+    let header: Vec<String> = ["checkpoint_epoch", "split", "overrides"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(names.iter().cloned())
+        .collect();
+    w.write_record(&header)?;
+    let mut lines = vec![];
+    for (split, metrics) in &rows {
+        let mut rec = vec![epoch.to_string(), split.clone(), args.overrides.join(" ")];
+        for k in &names {
+            let v = metrics
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| format!("{v}"))
+                .unwrap_or_default();
+            rec.push(v);
+        }
+        w.write_record(&rec)?;
+        let shown: Vec<String> = metrics
+            .iter()
+            .map(|(k, v)| format!("{split}_{k}={v:.4}"))
+            .collect();
+        lines.push(shown.join(" "));
+    }
+    let out = args.run_dir.join("eval.csv");
+    fsutil::write_atomic(&out, &w.into_inner()?)?;
+    println!(
+        "eval {} at epoch {epoch}: {} -> {}",
+        info.experiment,
+        lines.join(" "),
+        out.display()
+    );
+    Ok(0)
+}
+
+fn bench(g: &GlobalOpts, args: BenchArgs) -> Result<i32> {
+    let device = crate::device::parse(&g.device)?;
+    let report = crate::bench::run(&args, device)?;
+    println!("{report}");
+    Ok(0)
+}

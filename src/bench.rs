@@ -1,0 +1,91 @@
+//! Micro-benchmarks run by `make bench` against Python references in the same bench run
+//! (bench/*.py). Each prints one JSON line.
+
+use crate::cli::BenchArgs;
+use crate::data::Split;
+use crate::nn::{Activation, Mlp};
+use crate::optim::{OptimConfig, OptimName, Optimizer};
+use crate::rng::{self, Stream};
+use crate::train::train_step;
+use anyhow::{bail, Result};
+use std::time::Instant;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+pub fn run(args: &BenchArgs, device: Device) -> Result<String> {
+    match args.what.as_str() {
+        "classifier-step" => classifier_step(args, device),
+        other => bail!("unknown benchmark `{other}`; available: classifier-step"),
+    }
+}
+
+/// Training steps per second of the `classifier` loop (MLP 784-256-256-10, Adam, random
+/// inputs), start-up excluded: the same per-step work as `train::fit` (reseed, gather the batch,
+/// forward, backward, step, keep loss and correct count on the device), read once per epoch.
+fn classifier_step(args: &BenchArgs, device: Device) -> Result<String> {
+    tch::manual_seed(0);
+    let n = 8192;
+    let split = Split {
+        x: Tensor::randn([n, 784], (Kind::Float, device)),
+        y: Tensor::randint(10, [n], (Kind::Int64, device)),
+    };
+    let vs = VarStore::new(device);
+    let model = Mlp::new(&vs.root(), 784, &[256, 256], 10, Activation::Relu, 0.0);
+    let cfg = OptimConfig {
+        name: OptimName::Adam,
+        lr: 1e-3,
+        ..Default::default()
+    };
+    let mut opt = Optimizer::new(vs.trainable_variables(), &cfg)?;
+
+    let total = args.warmup + args.steps;
+    let (mut done, mut epoch, mut checksum) = (0usize, 0u64, 0.0);
+    let mut start = Instant::now();
+    while done < total {
+        rng::reseed(0, Stream::Shuffle, epoch, 0);
+        let mut losses = vec![];
+        let mut correct = vec![];
+        for (i, idx) in split.batches(args.batch_size, true, true).enumerate() {
+            if done == args.warmup {
+                sync(device, &losses);
+                start = Instant::now();
+            }
+            if done == total {
+                break;
+            }
+            rng::reseed(0, Stream::Step, epoch, i as u64);
+            let (x, y) = split.take(&idx);
+            let (loss, c) = train_step(&model, &mut opt, &x, &y);
+            losses.push(loss);
+            correct.push(c);
+            done += 1;
+        }
+        checksum += sync(device, &losses);
+        let _ = Tensor::stack(&correct, 0).sum(Kind::Int64).int64_value(&[]);
+        epoch += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok(serde_json::json!({
+        "bench": "classifier-step",
+        "impl": "stochlab",
+        "device": crate::device::name(device),
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "seconds": secs,
+        "steps_per_sec": args.steps as f64 / secs,
+        "threads": tch::get_num_threads(),
+        "loss_checksum": checksum,
+    })
+    .to_string())
+}
+
+/// Reads the epoch's losses back (the once-per-epoch host sync the training loop does).
+fn sync(device: Device, losses: &[Tensor]) -> f64 {
+    if let Device::Cuda(_) = device {
+        tch::Cuda::synchronize(0);
+    }
+    if losses.is_empty() {
+        return 0.0;
+    }
+    Tensor::stack(losses, 0).sum(Kind::Double).double_value(&[])
+}

@@ -1,0 +1,93 @@
+//! `classifier`: an MLP or small CNN trained with SGD/Adam on a dataset chosen by name. The
+//! end-to-end check of the runner (data → model → optimizer → loop → metrics → checkpoints),
+//! and the baseline other experiments compare against.
+
+use super::{Entry, EvalInput, EvalRow};
+use crate::config;
+use crate::data::{self, DataConfig};
+use crate::nn::{self as models, ModelConfig};
+use crate::optim::{OptimConfig, Optimizer};
+use crate::rng::{self, Stream};
+use crate::run::{checkpoint, Outcome, RunContext};
+use crate::train::{self, Classification, NoHooks, TrainConfig};
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use tch::nn::{ModuleT, VarStore};
+use tch::Device;
+use toml::Table;
+
+pub const ENTRY: Entry = Entry {
+    name: "classifier",
+    description: "MLP or small CNN with SGD/Adam on a named dataset (runner baseline)",
+    paper: "—",
+    defaults: include_str!("../../experiments/classifier.toml"),
+    normalize: config::normalize::<Config>,
+    train,
+    eval: Some(eval),
+};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub optim: OptimConfig,
+    pub train: TrainConfig,
+}
+
+impl config::Check for Config {
+    fn check(&self) -> Result<()> {
+        self.data.check()?;
+        self.model.check()?;
+        self.optim.check()?;
+        self.train.check()
+    }
+}
+
+/// The model for a config and dataset, initialised from the run seed.
+fn build(
+    cfg: &Config,
+    data: &data::Dataset,
+    device: Device,
+    seed: u64,
+) -> Result<(VarStore, Box<dyn ModuleT>)> {
+    rng::reseed(seed, Stream::Init, 0, 0);
+    let vs = VarStore::new(device);
+    let model = models::classifier(&vs.root(), &cfg.model, &data.input_shape, data.n_classes)?;
+    Ok((vs, model))
+}
+
+fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
+    let cfg: Config = config::typed(table)?;
+    let data = data::load(&cfg.data, &ctx.data_dir, ctx.device, ctx.seed)?;
+    let (vs, model) = build(&cfg, &data, ctx.device, ctx.seed)?;
+    let mut opt = Optimizer::new(vs.trainable_variables(), &cfg.optim)?;
+    let task = Classification {
+        vs: &vs,
+        model: model.as_ref(),
+        opt: &mut opt,
+        data: &data,
+    };
+    train::fit(ctx, task, &cfg.train, &mut NoHooks)
+}
+
+fn eval(table: &Table, input: &EvalInput<'_>) -> Result<(usize, Vec<EvalRow>)> {
+    let cfg: Config = config::typed(table)?;
+    let data = data::load(&cfg.data, input.data_dir, input.device, input.seed)?;
+    let (vs, model) = build(&cfg, &data, input.device, input.seed)?;
+    let ck = checkpoint::latest(input.run_dir)?;
+    train::load_weights(&vs, &ck, input.device)?;
+    let rows = [("train", &data.train), ("test", &data.test)]
+        .into_iter()
+        .map(|(name, split)| {
+            let (loss, acc) = train::evaluate(model.as_ref(), split, cfg.train.eval_batch_size);
+            let metrics = vec![
+                ("loss".into(), loss),
+                ("acc".into(), acc),
+                ("n".into(), split.len() as f64),
+            ];
+            (name.to_string(), metrics)
+        })
+        .collect();
+    Ok((ck.state()?.epoch, rows))
+}

@@ -1,0 +1,250 @@
+//! Reusable models. Built from an `nn::Path` so their weights live in the run's VarStore (and so
+//! in checkpoints); the same code runs on CPU and CUDA.
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, ModuleT};
+use tch::Tensor;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arch {
+    /// Fully connected layers `hidden`, inputs flattened.
+    Mlp,
+    /// 3×3 conv blocks (`channels`, each conv + activation + 2×2 max-pool), then `hidden`.
+    Cnn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Activation {
+    Relu,
+    Tanh,
+    Sigmoid,
+    LeakyRelu,
+    Elu,
+    Gelu,
+    Identity,
+}
+
+impl Activation {
+    pub fn apply(self, x: &Tensor) -> Tensor {
+        match self {
+            Activation::Relu => x.relu(),
+            Activation::Tanh => x.tanh(),
+            Activation::Sigmoid => x.sigmoid(),
+            Activation::LeakyRelu => x.leaky_relu(),
+            Activation::Elu => x.elu(),
+            Activation::Gelu => x.gelu("none"),
+            Activation::Identity => x.shallow_clone(),
+        }
+    }
+}
+
+/// `[model]` in an experiment config.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    /// Widths of the fully connected hidden layers.
+    pub hidden: Vec<i64>,
+    /// Output channels of the conv blocks (cnn only).
+    pub channels: Vec<i64>,
+    pub activation: Activation,
+    /// Dropout probability after each hidden activation (0 = none).
+    pub dropout: f64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            arch: Arch::Mlp,
+            hidden: vec![64, 64],
+            channels: vec![32, 64],
+            activation: Activation::Relu,
+            dropout: 0.0,
+        }
+    }
+}
+
+impl crate::config::Check for ModelConfig {
+    fn check(&self) -> Result<()> {
+        if !(0.0..1.0).contains(&self.dropout) {
+            bail!("model.dropout must be in [0, 1), got {}", self.dropout);
+        }
+        if self.hidden.iter().chain(&self.channels).any(|&w| w < 1) {
+            bail!("model.hidden and model.channels need positive widths");
+        }
+        Ok(())
+    }
+}
+
+/// Multi-layer perceptron; the last layer is linear (logits).
+#[derive(Debug)]
+pub struct Mlp {
+    layers: Vec<nn::Linear>,
+    activation: Activation,
+    dropout: f64,
+}
+
+impl Mlp {
+    pub fn new(
+        p: &nn::Path,
+        n_in: i64,
+        hidden: &[i64],
+        n_out: i64,
+        activation: Activation,
+        dropout: f64,
+    ) -> Self {
+        let widths: Vec<i64> = std::iter::once(n_in)
+            .chain(hidden.iter().copied())
+            .chain([n_out])
+            .collect();
+        let layers = widths
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| nn::linear(p / format!("fc{i}"), w[0], w[1], Default::default()))
+            .collect();
+        Mlp {
+            layers,
+            activation,
+            dropout,
+        }
+    }
+}
+
+impl ModuleT for Mlp {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let mut h = xs.flatten(1, -1);
+        let last = self.layers.len() - 1;
+        for (i, layer) in self.layers.iter().enumerate() {
+            h = h.apply(layer);
+            if i < last {
+                h = self.activation.apply(&h);
+                if self.dropout > 0.0 {
+                    h = h.dropout(self.dropout, train);
+                }
+            }
+        }
+        h
+    }
+}
+
+/// Small CNN for image inputs [c, h, w].
+#[derive(Debug)]
+pub struct SmallCnn {
+    convs: Vec<nn::Conv2D>,
+    head: Mlp,
+    activation: Activation,
+}
+
+impl SmallCnn {
+    pub fn new(p: &nn::Path, input: &[i64], cfg: &ModelConfig, n_out: i64) -> Result<Self> {
+        let &[c, h, w] = input else {
+            bail!("model.arch = \"cnn\" needs image inputs [channels, height, width], got shape {input:?}; use model.arch = \"mlp\"");
+        };
+        let pad = nn::ConvConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        let (mut ch, mut hh, mut ww) = (c, h, w);
+        let mut convs = vec![];
+        for (i, &out) in cfg.channels.iter().enumerate() {
+            convs.push(nn::conv2d(p / format!("conv{i}"), ch, out, 3, pad));
+            (ch, hh, ww) = (out, hh / 2, ww / 2);
+        }
+        if hh < 1 || ww < 1 {
+            bail!(
+                "model.channels has {} pooling blocks, too many for {h}x{w} images",
+                cfg.channels.len()
+            );
+        }
+        let head = Mlp::new(
+            &(p / "head"),
+            ch * hh * ww,
+            &cfg.hidden,
+            n_out,
+            cfg.activation,
+            cfg.dropout,
+        );
+        Ok(SmallCnn {
+            convs,
+            head,
+            activation: cfg.activation,
+        })
+    }
+}
+
+impl ModuleT for SmallCnn {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let mut h = xs.shallow_clone();
+        for conv in &self.convs {
+            h = self.activation.apply(&h.apply(conv)).max_pool2d_default(2);
+        }
+        self.head.forward_t(&h, train)
+    }
+}
+
+/// The classifier network a config asks for, for inputs of `input_shape` and `n_out` classes.
+pub fn classifier(
+    p: &nn::Path,
+    cfg: &ModelConfig,
+    input_shape: &[i64],
+    n_out: i64,
+) -> Result<Box<dyn ModuleT>> {
+    use crate::config::Check;
+    cfg.check()?;
+    Ok(match cfg.arch {
+        Arch::Mlp => Box::new(Mlp::new(
+            p,
+            input_shape.iter().product(),
+            &cfg.hidden,
+            n_out,
+            cfg.activation,
+            cfg.dropout,
+        )),
+        Arch::Cnn => Box::new(SmallCnn::new(p, input_shape, cfg, n_out)?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn mlp_and_cnn_shapes() {
+        let _rng = crate::rng::serial();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = ModelConfig::default();
+        let mlp = classifier(&vs.root().sub("a"), &cfg, &[1, 8, 8], 10).unwrap();
+        let x = Tensor::randn([5, 1, 8, 8], (Kind::Float, Device::Cpu));
+        assert_eq!(mlp.forward_t(&x, true).size(), vec![5, 10]);
+        let cnn_cfg = ModelConfig {
+            arch: Arch::Cnn,
+            channels: vec![4, 8],
+            ..cfg.clone()
+        };
+        let cnn = classifier(&vs.root().sub("b"), &cnn_cfg, &[1, 8, 8], 10).unwrap();
+        assert_eq!(cnn.forward_t(&x, false).size(), vec![5, 10]);
+        let e = classifier(&vs.root().sub("c"), &cnn_cfg, &[2], 2)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("needs image inputs"), "{e}");
+    }
+
+    #[test]
+    fn dropout_only_in_training() {
+        let _rng = crate::rng::serial();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = ModelConfig {
+            dropout: 0.5,
+            ..Default::default()
+        };
+        let m = classifier(&vs.root(), &cfg, &[3], 2).unwrap();
+        let x = Tensor::randn([64, 3], (Kind::Float, Device::Cpu));
+        assert!(m.forward_t(&x, false).equal(&m.forward_t(&x, false)));
+        assert!(!m.forward_t(&x, true).equal(&m.forward_t(&x, true)));
+    }
+}

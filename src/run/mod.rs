@@ -1,0 +1,318 @@
+//! A run: its directory `results/<experiment>/<YYYYmmdd-HHMMSS>-<id>/`, provenance
+//! (`run.json`), resolved config (`config.toml`), metrics (`metrics.csv`), checkpoints, progress
+//! and the interrupt flag. Experiments receive a `RunContext` and never touch paths themselves.
+
+pub mod checkpoint;
+pub mod fsutil;
+pub mod metrics;
+pub mod progress;
+pub mod signals;
+
+use anyhow::{anyhow, bail, Context, Result};
+use metrics::{Cell, MetricsWriter};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::Device;
+
+pub const RUN_JSON: &str = "run.json";
+pub const CONFIG_TOML: &str = "config.toml";
+pub const METRICS_CSV: &str = "metrics.csv";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Running,
+    Completed,
+    Failed,
+    Interrupted,
+}
+
+/// How a training loop ended when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Completed,
+    /// Stopped by this signal after checkpointing.
+    Interrupted(i32),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Resume {
+    pub at: String,
+    pub command_line: Vec<String>,
+    pub device: String,
+    pub from_epoch: usize,
+}
+
+/// Everything `run.json` records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub experiment: String,
+    pub run_id: String,
+    pub command: String,
+    pub command_line: Vec<String>,
+    pub cwd: String,
+    pub git_commit: Option<String>,
+    pub git_dirty: Option<bool>,
+    pub host: String,
+    pub device: String,
+    pub device_name: String,
+    pub torch_version: String,
+    pub stochlab_version: String,
+    pub seed: u64,
+    pub smoke: bool,
+    pub start: String,
+    pub end: Option<String>,
+    pub seconds: Option<f64>,
+    pub status: Status,
+    pub error: Option<String>,
+    pub final_metrics: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub resumes: Vec<Resume>,
+}
+
+/// What the command line says about where and how to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub results_root: PathBuf,
+    pub device: Device,
+    pub quiet: bool,
+    pub smoke: bool,
+    pub data_dir: PathBuf,
+    pub command_line: Vec<String>,
+}
+
+pub struct RunContext {
+    pub dir: PathBuf,
+    pub info: RunInfo,
+    pub device: Device,
+    pub seed: u64,
+    pub quiet: bool,
+    pub smoke: bool,
+    pub data_dir: PathBuf,
+    pub interrupt: signals::Interrupt,
+    /// Set when this run continues an interrupted one.
+    pub resume_from: Option<checkpoint::Checkpoint>,
+    metrics: Option<MetricsWriter>,
+    started: Instant,
+}
+
+fn now() -> String {
+    chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+}
+
+impl RunContext {
+    /// Creates a fresh run directory with config.toml and run.json (status `running`).
+    pub fn create(
+        opts: &RunOptions,
+        experiment: &str,
+        command: &str,
+        config_text: &str,
+        seed: u64,
+    ) -> Result<Self> {
+        let parent = opts.results_root.join(experiment);
+        std::fs::create_dir_all(&parent).with_context(|| {
+            format!(
+                "creating {}; check --results and free disk space",
+                parent.display()
+            )
+        })?;
+        let (dir, run_id) = new_run_dir(&parent)?;
+        std::fs::write(dir.join(CONFIG_TOML), config_text)
+            .with_context(|| format!("writing {}", dir.join(CONFIG_TOML).display()))?;
+        let (git_commit, git_dirty) = git_state();
+        let info = RunInfo {
+            experiment: experiment.to_string(),
+            run_id,
+            command: command.to_string(),
+            command_line: opts.command_line.clone(),
+            cwd: std::env::current_dir()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            git_commit,
+            git_dirty,
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            device: crate::device::name(opts.device),
+            device_name: crate::device::describe(opts.device),
+            torch_version: crate::device::torch_version(),
+            stochlab_version: env!("CARGO_PKG_VERSION").to_string(),
+            seed,
+            smoke: opts.smoke,
+            start: now(),
+            end: None,
+            seconds: None,
+            status: Status::Running,
+            error: None,
+            final_metrics: Default::default(),
+            resumes: vec![],
+        };
+        let ctx = Self::with(dir, info, opts, seed, None);
+        ctx.write_info()?;
+        Ok(ctx)
+    }
+
+    /// Reopens an interrupted or failed run to continue it from its latest checkpoint.
+    /// Returns the context and the run's saved config.toml text.
+    pub fn reopen(dir: &Path, opts: &RunOptions) -> Result<(Self, String)> {
+        let mut info = read_info(dir)?;
+        if info.status == Status::Completed {
+            bail!(
+                "{} already completed; nothing to resume (start a new run instead)",
+                dir.display()
+            );
+        }
+        let ckpt = checkpoint::latest(dir)?;
+        let state = ckpt.state()?;
+        let config = std::fs::read_to_string(dir.join(CONFIG_TOML))
+            .with_context(|| format!("reading {}", dir.join(CONFIG_TOML).display()))?;
+        info.resumes.push(Resume {
+            at: now(),
+            command_line: opts.command_line.clone(),
+            device: crate::device::name(opts.device),
+            from_epoch: state.epoch,
+        });
+        info.status = Status::Running;
+        info.error = None;
+        info.end = None;
+        let seed = info.seed;
+        let ctx = Self::with(dir.to_path_buf(), info, opts, seed, Some(ckpt));
+        ctx.write_info()?;
+        Ok((ctx, config))
+    }
+
+    fn with(
+        dir: PathBuf,
+        info: RunInfo,
+        opts: &RunOptions,
+        seed: u64,
+        resume_from: Option<checkpoint::Checkpoint>,
+    ) -> Self {
+        RunContext {
+            dir,
+            info,
+            device: opts.device,
+            seed,
+            quiet: opts.quiet,
+            smoke: opts.smoke,
+            data_dir: opts.data_dir.clone(),
+            interrupt: signals::Interrupt::none(),
+            resume_from,
+            metrics: None,
+            started: Instant::now(),
+        }
+    }
+
+    /// Opens metrics.csv with this header: a new file, or, when resuming, the run's file cut
+    /// back to the rows its checkpoint covers.
+    pub fn open_metrics(&mut self, columns: &[&str]) -> Result<()> {
+        let path = self.dir.join(METRICS_CSV);
+        let writer = match &self.resume_from {
+            Some(ck) => MetricsWriter::resume(&path, columns, ck.state()?.metrics_rows)?,
+            None => MetricsWriter::create(&path, columns)?,
+        };
+        self.metrics = Some(writer);
+        Ok(())
+    }
+
+    pub fn log(&mut self, row: Vec<Cell>) -> Result<()> {
+        self.metrics
+            .as_mut()
+            .ok_or_else(|| anyhow!("internal: metrics.csv written before open_metrics"))?
+            .write(row)
+    }
+
+    pub fn metrics_rows(&self) -> usize {
+        self.metrics.as_ref().map_or(0, MetricsWriter::rows)
+    }
+
+    /// Records how the run ended in run.json; returns the process exit code.
+    pub fn finish(&mut self, outcome: &Result<Outcome>) -> Result<i32> {
+        let (status, error, code) = match outcome {
+            Ok(Outcome::Completed) => (Status::Completed, None, 0),
+            Ok(Outcome::Interrupted(sig)) => (
+                Status::Interrupted,
+                Some(format!("stopped by signal {sig}")),
+                128 + sig,
+            ),
+            Err(e) => (Status::Failed, Some(crate::app::one_line(e)), 1),
+        };
+        self.info.status = status;
+        self.info.error = error;
+        self.info.end = Some(now());
+        let mut secs = self.started.elapsed().as_secs_f64();
+        if let Some(prev) = self.info.seconds.filter(|_| !self.info.resumes.is_empty()) {
+            secs += prev;
+        }
+        self.info.seconds = Some(secs);
+        if let Some(m) = &self.metrics {
+            self.info.final_metrics = m.last_as_json();
+        }
+        self.write_info()?;
+        Ok(code)
+    }
+
+    pub fn write_info(&self) -> Result<()> {
+        let text = serde_json::to_string_pretty(&self.info)?;
+        fsutil::write_atomic(&self.dir.join(RUN_JSON), text.as_bytes())
+    }
+}
+
+/// Reads a run directory's run.json, with an error that says what a run directory is.
+pub fn read_info(dir: &Path) -> Result<RunInfo> {
+    let p = dir.join(RUN_JSON);
+    let text = std::fs::read_to_string(&p).map_err(|_| {
+        anyhow!("{} is not a run directory (no {RUN_JSON}); pass one like results/<experiment>/<timestamp>-<id>", dir.display())
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("{} is corrupt", p.display()))
+}
+
+fn new_run_dir(parent: &Path) -> Result<(PathBuf, String)> {
+    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+    for attempt in 0..100u32 {
+        let id = short_id(attempt);
+        let dir = parent.join(format!("{stamp}-{id}"));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok((dir, id)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(e).with_context(|| format!("creating run directory {}", dir.display()))
+            }
+        }
+    }
+    bail!(
+        "could not create a fresh run directory under {}",
+        parent.display()
+    )
+}
+
+/// Six hex digits that differ between runs started in the same second (pid, clock, attempt).
+fn short_id(attempt: u32) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(attempt);
+    format!("{:06x}", h.finish() & 0xff_ffff)
+}
+
+fn git_state() -> (Option<String>, Option<bool>) {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "HEAD"]);
+    let dirty = commit
+        .as_ref()
+        .and_then(|_| git(&["status", "--porcelain", "--untracked-files=no"]))
+        .map(|s| !s.is_empty());
+    (commit, dirty)
+}
