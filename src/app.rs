@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 pub fn main(cli: Cli) -> Result<i32> {
     let g = cli.global;
     match cli.command {
-        Command::List => list(),
+        Command::List { names } => list(names),
         Command::Train(args) => train(&g, args, "train"),
         Command::Eval(args) => eval(&g, args),
         Command::IbAnalyze(_) => bail!(
@@ -44,7 +44,13 @@ pub fn one_line(err: &anyhow::Error) -> String {
     parts.join(": ")
 }
 
-fn list() -> Result<i32> {
+fn list(names_only: bool) -> Result<i32> {
+    if names_only {
+        experiments::REGISTRY
+            .iter()
+            .for_each(|e| println!("{}", e.name));
+        return Ok(0);
+    }
     let width = experiments::REGISTRY
         .iter()
         .map(|e| e.name.len())
@@ -135,7 +141,9 @@ fn reopen(
     dir: &Path,
     opts: &RunOptions,
 ) -> Result<(RunContext, toml::Table, &'static Entry)> {
-    if !args.overrides.is_empty() || g.seed.is_some() || g.config.is_some() || g.smoke {
+    // With --resume the experiment name is optional, so a lone override lands in its place.
+    let stray = args.experiment.as_deref().is_some_and(|e| e.contains('='));
+    if stray || !args.overrides.is_empty() || g.seed.is_some() || g.config.is_some() || g.smoke {
         bail!("--resume continues a run with its saved config.toml and seed; drop the overrides, --seed, --config and --smoke");
     }
     let (ctx, text) = RunContext::reopen(dir, opts)?;

@@ -52,7 +52,11 @@ pub struct GlobalOpts {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// List the experiments with their one-line description and paper.
-    List,
+    List {
+        /// Print only the names, one per line (for scripts).
+        #[arg(long)]
+        names: bool,
+    },
     /// Train an experiment: stochlab train <experiment> [key=value ...].
     Train(TrainArgs),
     /// Evaluate a finished (or interrupted) run from its latest checkpoint; writes eval.csv.

@@ -78,12 +78,13 @@ impl Split {
     }
 
     /// Mini-batch index tensors over this split. `batch_size = 0` means the full batch. The
-    /// order is a permutation drawn from the global generator (seed it first) when shuffling.
+    /// order is a permutation drawn from the global CPU generator (seed it first) when
+    /// shuffling, then moved to the data's device once: CPU and CUDA runs see the same batches.
     pub fn batches(&self, batch_size: i64, shuffle: bool, drop_last: bool) -> Batches {
         let n = self.len();
         let device = self.y.device();
         let order = if shuffle {
-            Tensor::randperm(n, (Kind::Int64, device))
+            Tensor::randperm(n, (Kind::Int64, Device::Cpu)).to_device(device)
         } else {
             Tensor::arange(n, (Kind::Int64, device))
         };

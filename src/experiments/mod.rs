@@ -10,6 +10,9 @@ use toml::Table;
 /// One evaluated split: its name and (metric, value) pairs.
 pub type EvalRow = (String, Vec<(String, f64)>);
 
+/// An experiment's evaluation of a run: the checkpoint's epoch and one row per split.
+pub type EvalFn = fn(&Table, &EvalInput<'_>) -> Result<(usize, Vec<EvalRow>)>;
+
 /// What `eval` needs besides the config.
 pub struct EvalInput<'a> {
     pub run_dir: &'a std::path::Path,
@@ -28,7 +31,7 @@ pub struct Entry {
     /// Resolves a config table into its complete typed form (all defaults filled in).
     pub normalize: fn(&Table) -> Result<Table>,
     pub train: fn(&Table, &mut RunContext) -> Result<Outcome>,
-    pub eval: Option<fn(&Table, &EvalInput<'_>) -> Result<(usize, Vec<EvalRow>)>>,
+    pub eval: Option<EvalFn>,
 }
 
 pub static REGISTRY: &[Entry] = &[classifier::ENTRY];

@@ -1,0 +1,43 @@
+# stochlab: `make run` and `make test` work on a fresh machine (Rust toolchain + Python/pip).
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+ENV := source scripts/torch-env.sh &&
+BIN := target/release/stochlab
+
+.PHONY: setup build run test lint data bench gpu-check clean
+
+## setup: make libtorch 2.11.0 available (cached in ~/.cache/stochlab, shared by clones)
+setup:
+	@$(ENV) python3 -c "import torch; print('stochlab: torch', torch.__version__, 'at', torch.__file__.rsplit('/', 1)[0])" 2>/dev/null || $(ENV) echo "stochlab: using LIBTORCH=$$LIBTORCH"
+
+## build: release binary with an rpath to libtorch (runs without LD_LIBRARY_PATH)
+build: setup
+	$(ENV) cargo build --release
+
+## run: build and train the default experiment on generated data (no download)
+run: build
+	$(BIN) train classifier
+
+## test: unit tests and CLI end-to-end tests
+test: build
+	$(ENV) cargo test --release
+
+## lint: formatting and clippy, as required before committing
+lint: setup
+	cargo fmt --check
+	$(ENV) cargo clippy --release --all-targets -- -D warnings
+
+## data: fetch the datasets that come from package registries
+data:
+	@echo "stochlab: the built-in datasets (two-moons, blobs, xor) are generated; nothing to fetch yet"
+
+## bench: speed against Python PyTorch references, measured in the same run
+bench: build
+	$(ENV) python3 bench/classifier_step.py --compare --bin $(BIN)
+
+## gpu-check: every experiment's smoke config on CUDA vs CPU (needs a GPU)
+gpu-check:
+	bash bench/gpu-check.sh
+
+clean:
+	cargo clean

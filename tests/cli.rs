@@ -1,0 +1,424 @@
+//! End-to-end tests: they drive the release binary as a user would.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_stochlab"));
+    c.env("STOCHLAB_PROGRESS_SECS", "0");
+    c
+}
+
+fn run(args: &[&str], results: &Path) -> Output {
+    bin()
+        .args(args)
+        .arg("--results")
+        .arg(results)
+        .output()
+        .expect("binary runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The single run directory under results/<exp>/.
+fn run_dirs(results: &Path, exp: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(results.join(exp))
+        .map(|r| r.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn only_run(results: &Path) -> PathBuf {
+    let dirs = run_dirs(results, "classifier");
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs[0].clone()
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn list_names_the_experiments() {
+    let out = bin().arg("list").output().unwrap();
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("classifier"));
+}
+
+#[test]
+fn smoke_train_writes_a_complete_run_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(
+        &["train", "classifier", "--smoke", "--device", "cpu"],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = only_run(tmp.path());
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.len() == "20260101-120000-abcdef".len() && name.as_bytes()[8] == b'-',
+        "{name}"
+    );
+
+    let info = json(&dir.join("run.json"));
+    assert_eq!(info["status"], "completed");
+    assert_eq!(info["experiment"], "classifier");
+    assert_eq!(info["device"], "cpu");
+    assert_eq!(info["seed"], 0);
+    assert!(info["torch_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("2.11.0"));
+    assert!(info["command_line"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a == "--smoke"));
+    assert!(info["final_metrics"]["test_acc"].as_f64().unwrap() > 0.5);
+
+    let csv = read(&dir.join("metrics.csv"));
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "epoch,step,lr,train_loss,train_acc,test_loss,test_acc"
+    );
+    assert_eq!(lines.len(), 4, "header + 3 smoke epochs:\n{csv}");
+    let config = read(&dir.join("config.toml"));
+    assert!(
+        config.starts_with("seed = 0") && config.contains("epochs = 3"),
+        "{config}"
+    );
+    assert!(dir.join("checkpoints/latest").exists());
+    // The summary names the CSV.
+    assert!(text(&out.stdout).contains("metrics.csv"));
+}
+
+#[test]
+fn same_seed_gives_identical_metrics_and_another_seed_differs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv_of = |seed: &str| {
+        let r = tmp
+            .path()
+            .join(format!("r{seed}-{}", run_dirs(tmp.path(), "").len()));
+        let out = run(
+            &[
+                "train",
+                "classifier",
+                "--smoke",
+                "--device",
+                "cpu",
+                "--seed",
+                seed,
+                "model.dropout=0.2",
+            ],
+            &r,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        read(&only_run(&r).join("metrics.csv"))
+    };
+    let a = csv_of("7");
+    let b = csv_of("7");
+    assert_eq!(a, b);
+    assert_ne!(a, csv_of("8"));
+}
+
+#[test]
+fn eval_reproduces_the_recorded_test_accuracy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(
+        &["train", "classifier", "--smoke", "model.dropout=0.3"],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = only_run(tmp.path());
+    let recorded = json(&dir.join("run.json"))["final_metrics"]["test_acc"]
+        .as_f64()
+        .unwrap();
+
+    let out = bin().arg("eval").arg(&dir).arg("--quiet").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let csv = read(&dir.join("eval.csv"));
+    let mut rdr = csv::Reader::from_reader(csv.as_bytes());
+    let headers = rdr.headers().unwrap().clone();
+    let col = headers.iter().position(|h| h == "acc").unwrap();
+    let test = rdr
+        .records()
+        .map(|r| r.unwrap())
+        .find(|r| &r[1] == "test")
+        .unwrap();
+    assert_eq!(test[col].parse::<f64>().unwrap(), recorded, "{csv}");
+}
+
+#[test]
+fn eval_rejects_a_directory_that_is_not_a_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = bin().arg("eval").arg(tmp.path()).output().unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("is not a run directory"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn bad_overrides_fail_with_one_line_and_no_run_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["optim.lrr=0.1"],
+            "unknown config key `optim.lrr`: did you mean `optim.lr`?",
+        ),
+        (
+            &["optim.lr=fast"],
+            "config key `optim.lr` has the wrong type",
+        ),
+        (
+            &["model.hidden=3"],
+            "config key `model.hidden` has the wrong type",
+        ),
+        (&["optim.name=adm"], "did you mean `adam`"),
+        (&["data.name=two-moon"], "did you mean `two-moons`"),
+        (&["lr"], "is not key=value"),
+        (
+            &["--config", "no/such/file.toml"],
+            "cannot read config file no/such/file.toml",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let mut args = vec!["train", "classifier", "--smoke"];
+        args.extend_from_slice(extra);
+        let out = run(&args, tmp.path());
+        assert!(!out.status.success(), "{extra:?} should fail");
+        let err = text(&out.stderr);
+        assert!(err.contains(expected), "{extra:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{extra:?}: {err}");
+    }
+    assert!(
+        run_dirs(tmp.path(), "classifier").is_empty(),
+        "a rejected config made a run directory"
+    );
+}
+
+#[test]
+fn a_config_file_can_be_partial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("mine.toml");
+    std::fs::write(
+        &cfg,
+        "seed = 5\n[train]\nepochs = 2\n[data]\nname = \"xor\"\nn_train = 64\nn_test = 32\n",
+    )
+    .unwrap();
+    let out = run(
+        &[
+            "train",
+            "classifier",
+            "--config",
+            cfg.to_str().unwrap(),
+            "train.batch_size=16",
+        ],
+        &tmp.path().join("r"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = only_run(&tmp.path().join("r"));
+    let config = read(&dir.join("config.toml"));
+    assert!(
+        config.starts_with("seed = 5")
+            && config.contains("name = \"xor\"")
+            && config.contains("batch_size = 16"),
+        "{config}"
+    );
+    assert_eq!(read(&dir.join("metrics.csv")).lines().count(), 3);
+}
+
+#[test]
+fn diverging_loss_fails_the_run_without_nan_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(
+        &[
+            "train",
+            "classifier",
+            "--smoke",
+            "optim.name=sgd",
+            "optim.lr=1e30",
+        ],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("diverged at epoch 1, step"), "{err}");
+    let dir = only_run(tmp.path());
+    let info = json(&dir.join("run.json"));
+    assert_eq!(info["status"], "failed");
+    assert!(info["error"].as_str().unwrap().contains("diverged"));
+    let csv = read(&dir.join("metrics.csv"));
+    assert!(!csv.to_lowercase().contains("nan"), "{csv}");
+}
+
+/// Arguments for a run long enough to interrupt (a second or two on a CPU).
+const LONG: &[&str] = &[
+    "train",
+    "classifier",
+    "--device",
+    "cpu",
+    "data.n_train=40000",
+    "train.epochs=6",
+    "model.dropout=0.1",
+];
+
+/// Starts a long run, waits until it has finished `epochs` epochs, sends `signal`.
+fn start_and_signal(results: &Path, epochs: usize, signal: &str) -> std::process::ExitStatus {
+    let mut child = bin()
+        .args(LONG)
+        .arg("--results")
+        .arg(results)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let marker = format!("epoch {epochs}/6");
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains(&marker) {
+            break;
+        }
+    }
+    let ok = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    for _ in lines {}
+    child.wait().unwrap()
+}
+
+fn uninterrupted(results: &Path) -> String {
+    let out = run(LONG, results);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    read(&only_run(results).join("metrics.csv"))
+}
+
+#[test]
+fn sigterm_checkpoints_and_resume_matches_an_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let expected = uninterrupted(&tmp.path().join("a"));
+
+    let results = tmp.path().join("b");
+    let status = start_and_signal(&results, 1, "-TERM");
+    assert_eq!(status.code(), Some(128 + 15));
+    let dir = only_run(&results);
+    let info = json(&dir.join("run.json"));
+    assert_eq!(info["status"], "interrupted");
+    let partial = read(&dir.join("metrics.csv"));
+    assert!(partial.lines().count() < 7, "stopped early:\n{partial}");
+
+    let out = bin()
+        .args(["train", "--resume"])
+        .arg(&dir)
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(read(&dir.join("metrics.csv")), expected);
+    let info = json(&dir.join("run.json"));
+    assert_eq!(info["status"], "completed");
+    assert_eq!(info["resumes"].as_array().unwrap().len(), 1);
+
+    let again = bin()
+        .args(["train", "--resume"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(text(&again.stderr).contains("already completed"));
+}
+
+#[test]
+fn resume_after_sigkill_drops_rows_past_the_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let expected = uninterrupted(&tmp.path().join("a"));
+
+    let results = tmp.path().join("b");
+    let status = start_and_signal(&results, 2, "-KILL");
+    assert!(!status.success());
+    let dir = only_run(&results);
+    assert_eq!(
+        json(&dir.join("run.json"))["status"],
+        "running",
+        "a killed run cannot record its end"
+    );
+
+    let out = bin()
+        .args(["train", "classifier", "--resume"])
+        .arg(&dir)
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(read(&dir.join("metrics.csv")), expected);
+}
+
+#[test]
+fn resume_refuses_overrides() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args(["train", "--resume", "x", "optim.lr=1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("drop the overrides"));
+    let out = bin()
+        .args(["train", "--resume"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(text(&out.stderr).contains("is not a run directory"));
+}
+
+#[test]
+fn quiet_prints_only_the_summary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(&["train", "classifier", "--smoke", "--quiet"], tmp.path());
+    assert!(out.status.success());
+    assert_eq!(text(&out.stderr), "");
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.starts_with("completed classifier"));
+}
+
+#[test]
+fn unfinished_commands_say_so_and_fail() {
+    for args in [&["sweep", "x.toml"][..], &["ib-analyze", "ib-tishby"][..]] {
+        let out = bin().args(args).output().unwrap();
+        assert!(!out.status.success());
+        assert!(text(&out.stderr).contains("not built yet"));
+    }
+}
+
+#[test]
+fn config_completions_and_devices() {
+    let out = bin()
+        .args(["config", "classifier", "optim.lr=0.5", "--seed", "3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let cfg = text(&out.stdout);
+    assert!(
+        cfg.starts_with("seed = 3") && cfg.contains("lr = 0.5"),
+        "{cfg}"
+    );
+    let out = bin().args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success() && text(&out.stdout).contains("stochlab"));
+    let out = bin()
+        .args(["train", "classifier", "--device", "tpu"])
+        .output()
+        .unwrap();
+    assert!(text(&out.stderr).contains("use auto, cpu, cuda or cuda:N"));
+}
