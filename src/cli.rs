@@ -65,6 +65,11 @@ pub enum Command {
     IbAnalyze(TrainArgs),
     /// Expand a sweep file into jobs and run them.
     Sweep(SweepArgs),
+    /// Datasets: `stochlab data list` shows each one, whether it is present and verified.
+    Data {
+        #[command(subcommand)]
+        action: DataAction,
+    },
     /// Print the resolved config of an experiment (defaults + overrides) without running it.
     Config(ConfigArgs),
     /// Micro-benchmarks used by `make bench` (prints one JSON line).
@@ -85,6 +90,12 @@ pub struct TrainArgs {
     /// Continue an interrupted run from its latest checkpoint (same config and seed).
     #[arg(long, value_name = "RUN_DIR")]
     pub resume: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DataAction {
+    /// Each dataset: where it comes from, whether its files are present, their checksum state.
+    List,
 }
 
 #[derive(Args, Debug)]

@@ -422,3 +422,96 @@ fn config_completions_and_devices() {
         .unwrap();
     assert!(text(&out.stderr).contains("use auto, cpu, cuda or cuda:N"));
 }
+
+/// `make test` fetches these small sets first (make data-sklearn data-mnist5k).
+fn require_data(set: &str, target: &str) {
+    let data = std::env::var("STOCHLAB_DATA").unwrap_or_else(|_| "data".into());
+    assert!(
+        Path::new(&data).join(set).exists(),
+        "this test needs data/{set}: run `make {target}` (make test does)"
+    );
+}
+
+#[test]
+fn classifier_trains_on_registry_datasets_by_name() {
+    require_data("sklearn", "data-sklearn");
+    require_data("mnist5k", "data-mnist5k");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(
+        &[
+            "train",
+            "classifier",
+            "--smoke",
+            "data.name=digits",
+            "data.val_fraction=0.1",
+            "train.epochs=5",
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = only_run(tmp.path());
+    let csv = read(&dir.join("metrics.csv"));
+    assert!(
+        csv.starts_with("epoch,step,lr,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc\n"),
+        "{csv}"
+    );
+    assert!(
+        json(&dir.join("run.json"))["final_metrics"]["test_acc"]
+            .as_f64()
+            .unwrap()
+            > 0.5,
+        "{csv}"
+    );
+
+    let r = tmp.path().join("cnn");
+    let args = [
+        "train",
+        "classifier",
+        "--smoke",
+        "data.name=mnist5k",
+        "model.arch=cnn",
+        "model.channels=[4,8]",
+        "data.augment.shift=2",
+        "data.augment.rotate=10",
+    ];
+    let out = run(&args, &r);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let info = json(&only_run(&r).join("run.json"));
+    assert!(
+        info["final_metrics"]["test_acc"].as_f64().unwrap() > 0.3,
+        "{info}"
+    );
+}
+
+#[test]
+fn data_list_reports_presence_and_missing_sets_name_their_make_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args(["data", "list", "--data-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let listing = text(&out.stdout);
+    assert!(
+        listing.contains("mnist          missing     get it with `make data-mnist`"),
+        "{listing}"
+    );
+    assert!(listing.contains("two-moons      generated"), "{listing}");
+    let out = run(
+        &[
+            "train",
+            "classifier",
+            "data.name=fashion-mnist",
+            "--data-dir",
+            tmp.path().to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("make data-fashion-mnist"),
+        "{}",
+        text(&out.stderr)
+    );
+}

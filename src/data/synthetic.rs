@@ -1,14 +1,39 @@
-//! Seeded synthetic datasets, drawn from the global CPU generator (the caller seeds it).
+//! Seeded synthetic datasets, all in one place, drawn from the global CPU generator (the
+//! caller seeds it): classification sets for `data.name`, and generators other experiments
+//! call directly (teacher–student regression, correlated Gaussians with known MI).
 
-use super::{DataConfig, Dataset, Split};
+use super::{DataConfig, Raw, SourceKind, Split};
 use anyhow::{bail, Result};
 use tch::{Device, Kind, Tensor};
 
 const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
 
+fn generated(train: Split, test: Split, n_classes: i64) -> Raw {
+    let d = train.x.size()[1];
+    Raw {
+        train,
+        test: Some(test),
+        n_classes,
+        input_shape: vec![d],
+        kind: SourceKind::Generated,
+    }
+}
+
+/// Rotates 2-D points by `degrees` about `centre`.
+fn rotate(x: &Tensor, degrees: f64, centre: [f64; 2]) -> Tensor {
+    if degrees == 0.0 {
+        return x.shallow_clone();
+    }
+    let (s, c) = degrees.to_radians().sin_cos();
+    let r = Tensor::from_slice(&[c as f32, s as f32, -s as f32, c as f32]).view([2, 2]);
+    let o = Tensor::from_slice(&[centre[0] as f32, centre[1] as f32]);
+    (x - &o).matmul(&r) + o
+}
+
 /// Two interleaving half circles (as in scikit-learn's make_moons) with Gaussian noise;
-/// angles are drawn uniformly so train and test are independent samples.
-pub fn two_moons(cfg: &DataConfig) -> Dataset {
+/// angles are drawn uniformly so train and test are independent samples. `rotation` turns the
+/// whole set about its centre (a shifted domain for domain adaptation).
+pub fn two_moons(cfg: &DataConfig) -> Raw {
     let draw = |n: usize| {
         let n = n as i64;
         let y = Tensor::randint(2, [n], (Kind::Int64, Device::Cpu));
@@ -18,21 +43,16 @@ pub fn two_moons(cfg: &DataConfig) -> Dataset {
         let x0 = &upper * t.cos() + (1.0 - &upper) * (1.0 - t.cos());
         let x1 = &upper * t.sin() + (1.0 - &upper) * (0.5 - t.sin());
         let x = Tensor::stack(&[x0, x1], 1) + Tensor::randn([n, 2], CPU) * cfg.noise;
-        Split { x, y }
+        Split {
+            x: rotate(&x, cfg.rotation, [0.5, 0.25]),
+            y,
+        }
     };
-    let train = draw(cfg.n_train);
-    let test = draw(cfg.n_test);
-    Dataset {
-        name: cfg.name.clone(),
-        train,
-        test,
-        n_classes: 2,
-        input_shape: vec![2],
-    }
+    generated(draw(cfg.n_train), draw(cfg.n_test), 2)
 }
 
 /// Isotropic Gaussian clusters around centres drawn uniformly in [-5, 5]^dim.
-pub fn blobs(cfg: &DataConfig) -> Result<Dataset> {
+pub fn blobs(cfg: &DataConfig) -> Result<Raw> {
     if cfg.n_classes < 2 || cfg.dim < 1 {
         bail!(
             "blobs needs data.n_classes >= 2 and data.dim >= 1 (got {} and {})",
@@ -47,19 +67,11 @@ pub fn blobs(cfg: &DataConfig) -> Result<Dataset> {
         let x = centres.index_select(0, &y) + Tensor::randn([n as i64, d], CPU) * cfg.noise;
         Split { x, y }
     };
-    let train = draw(cfg.n_train);
-    let test = draw(cfg.n_test);
-    Ok(Dataset {
-        name: cfg.name.clone(),
-        train,
-        test,
-        n_classes: k,
-        input_shape: vec![d],
-    })
+    Ok(generated(draw(cfg.n_train), draw(cfg.n_test), k))
 }
 
 /// Points uniform in [-1, 1]^2 labelled by the sign of x0·x1 (XOR of the signs), then noised.
-pub fn xor(cfg: &DataConfig) -> Dataset {
+pub fn xor(cfg: &DataConfig) -> Raw {
     let draw = |n: usize| {
         let x = Tensor::rand([n as i64, 2], CPU) * 2.0 - 1.0;
         let y = (x.select(1, 0) * x.select(1, 1))
@@ -68,15 +80,91 @@ pub fn xor(cfg: &DataConfig) -> Dataset {
         let x = x + Tensor::randn([n as i64, 2], CPU) * cfg.noise;
         Split { x, y }
     };
-    let train = draw(cfg.n_train);
-    let test = draw(cfg.n_test);
-    Dataset {
-        name: cfg.name.clone(),
-        train,
-        test,
-        n_classes: 2,
-        input_shape: vec![2],
+    generated(draw(cfg.n_train), draw(cfg.n_test), 2)
+}
+
+/// The LMS-k dataset of the simplicity-bias paper (Shah et al. 2020): coordinate 0 separates the
+/// classes linearly with margin m, x0 = (2y−1)(m + (1−m)u); every other coordinate is a k-slab
+/// feature: k slabs centred at −1, …, 1 with alternating labels, each point uniform in a slab of
+/// its class, slabs separated by gaps (also fully predictive, but only by a non-linear rule).
+pub fn lms(cfg: &DataConfig) -> Result<Raw> {
+    let k = cfg.slabs as i64;
+    if k < 3 || k % 2 == 0 || cfg.dim < 2 || !(0.0..1.0).contains(&cfg.margin) {
+        bail!("lms needs an odd data.slabs >= 3, data.dim >= 2 and data.margin in [0, 1)");
     }
+    let d = cfg.dim as i64 - 1;
+    let gap = 2.0 / (k - 1) as f64;
+    let half = 0.5 * gap * (1.0 - cfg.margin);
+    let draw = |n: usize| {
+        let n = n as i64;
+        let y = Tensor::randint(2, [n], (Kind::Int64, Device::Cpu));
+        let sign = y.to_kind(Kind::Float) * 2.0 - 1.0;
+        let linear = &sign * (cfg.margin + (1.0 - cfg.margin) * Tensor::rand([n], CPU));
+        // Slab j has label j mod 2 (class 0 owns the (k+1)/2 even slabs, class 1 the odd ones).
+        let n_even = (k + 1) / 2;
+        let n_odd = k / 2;
+        let yy = y.unsqueeze(1).expand([n, d], false);
+        let r = Tensor::rand([n, d], CPU);
+        let even = (&r * n_even as f64).floor() * 2.0;
+        let odd = (&r * n_odd as f64).floor() * 2.0 + 1.0;
+        let slab = even.where_self(&yy.eq(0), &odd);
+        let centre = slab * gap - 1.0;
+        let slabs = centre + (Tensor::rand([n, d], CPU) * 2.0 - 1.0) * half;
+        let x = Tensor::cat(&[linear.unsqueeze(1), slabs], 1);
+        Split {
+            x: &x + Tensor::randn([n, d + 1], CPU) * cfg.noise,
+            y,
+        }
+    };
+    Ok(generated(draw(cfg.n_train), draw(cfg.n_test), 2))
+}
+
+/// Teacher–student regression: inputs x ~ N(0, I_d), targets from a fixed random teacher
+/// network y = v·tanh(W x / √d) / √h + noise·ε. Returns (x, y) with y of shape [n].
+pub struct Teacher {
+    w: Tensor,
+    v: Tensor,
+}
+
+impl Teacher {
+    pub fn new(dim: i64, hidden: i64) -> Self {
+        Teacher {
+            w: Tensor::randn([hidden, dim], CPU),
+            v: Tensor::randn([hidden], CPU),
+        }
+    }
+    pub fn sample(&self, n: i64, noise: f64) -> (Tensor, Tensor) {
+        let (h, d) = (self.w.size()[0], self.w.size()[1]);
+        let x = Tensor::randn([n, d], CPU);
+        let y = (x.matmul(&self.w.tr()) / (d as f64).sqrt())
+            .tanh()
+            .matmul(&self.v)
+            / (h as f64).sqrt();
+        let y = y + Tensor::randn([n], CPU) * noise;
+        (x, y)
+    }
+}
+
+/// Pairs (X, Y) of d-dimensional Gaussians where only coordinates i are correlated, with
+/// correlation ρ_i; their mutual information is −½ Σ ln(1 − ρ_i²) nats.
+pub fn correlated_gaussians(n: i64, rho: &[f64]) -> (Tensor, Tensor) {
+    let d = rho.len() as i64;
+    let r = Tensor::from_slice(rho).to_kind(Kind::Float);
+    let x = Tensor::randn([n, d], CPU);
+    let noise = Tensor::randn([n, d], CPU);
+    let y = &x * &r + noise * (-(&r * &r) + 1.0).sqrt();
+    (x, y)
+}
+
+/// The mutual information of `correlated_gaussians` with these correlations, in nats.
+pub fn gaussian_mi(rho: &[f64]) -> f64 {
+    rho.iter().map(|r| -0.5 * (1.0 - r * r).ln()).sum()
+}
+
+/// Correlations giving `mi` nats spread evenly over `d` coordinates.
+pub fn rho_for_mi(mi: f64, d: usize) -> Vec<f64> {
+    let per = mi / d as f64;
+    vec![(1.0 - (-2.0 * per).exp()).sqrt(); d]
 }
 
 #[cfg(test)]
@@ -97,32 +185,56 @@ mod tests {
     fn shapes_and_labels() {
         let _rng = crate::rng::serial();
         tch::manual_seed(0);
+        let c = DataConfig {
+            dim: 6,
+            ..cfg("lms")
+        };
         for ds in [
             two_moons(&cfg("two-moons")),
             blobs(&cfg("blobs")).unwrap(),
             xor(&cfg("xor")),
+            lms(&c).unwrap(),
         ] {
+            let test = ds.test.as_ref().unwrap();
             assert_eq!(ds.train.x.size(), vec![400, ds.input_shape[0]]);
-            assert_eq!(ds.test.len(), 100);
+            assert_eq!(test.len(), 100);
             let max = ds.train.y.max().int64_value(&[]);
             assert!(max < ds.n_classes && ds.train.y.min().int64_value(&[]) >= 0);
         }
     }
 
     #[test]
-    fn noiseless_moons_lie_on_their_circles() {
+    fn noiseless_moons_lie_on_their_circles_and_rotation_keeps_radii() {
         let _rng = crate::rng::serial();
-        tch::manual_seed(1);
-        let ds = two_moons(&cfg("two-moons"));
-        let upper = ds.train.y.eq(0);
-        let r = ds
-            .train
-            .x
-            .square()
-            .sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
-            .sqrt();
-        let r_upper = r.masked_select(&upper);
-        assert!((r_upper - 1.0).abs().max().double_value(&[]) < 1e-5);
+        for rotation in [0.0, 35.0] {
+            tch::manual_seed(1);
+            let ds = two_moons(&DataConfig {
+                rotation,
+                ..cfg("two-moons")
+            });
+            let upper = ds.train.y.eq(0);
+            let centred = &ds.train.x - Tensor::from_slice(&[0.5f32, 0.25]);
+            let r_upper = (ds
+                .train
+                .x
+                .square()
+                .sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
+                .sqrt())
+            .masked_select(&upper);
+            let from_centre = centred.square().sum(Kind::Float);
+            tch::manual_seed(1);
+            let plain = two_moons(&cfg("two-moons"));
+            let plain_centred = &plain.train.x - Tensor::from_slice(&[0.5f32, 0.25]);
+            assert!(
+                (from_centre - plain_centred.square().sum(Kind::Float))
+                    .abs()
+                    .double_value(&[])
+                    < 1e-2
+            );
+            if rotation == 0.0 {
+                assert!((r_upper - 1.0).abs().max().double_value(&[]) < 1e-5);
+            }
+        }
     }
 
     #[test]
@@ -139,5 +251,50 @@ mod tests {
             ..cfg("blobs")
         })
         .is_err());
+    }
+
+    #[test]
+    fn lms_linear_coordinate_has_the_margin_and_slabs_predict_the_label() {
+        let _rng = crate::rng::serial();
+        tch::manual_seed(3);
+        let ds = lms(&DataConfig {
+            dim: 4,
+            margin: 0.2,
+            ..cfg("lms")
+        })
+        .unwrap();
+        let x0 = ds.train.x.select(1, 0);
+        let y = ds.train.y.to_kind(Kind::Float) * 2.0 - 1.0;
+        assert!(
+            (&x0 * &y).min().double_value(&[]) >= 0.2 - 1e-6,
+            "linear margin"
+        );
+        // A slab coordinate's nearest centre (spacing 0.5 for k = 5) has the label's parity.
+        let slab = (ds.train.x.select(1, 2) + 1.0) / 0.5;
+        let parity = slab.round().remainder(2.0).to_kind(Kind::Int64);
+        assert!(parity.equal(&ds.train.y));
+        assert!(lms(&DataConfig {
+            slabs: 4,
+            ..cfg("lms")
+        })
+        .is_err());
+    }
+
+    #[test]
+    fn correlated_gaussians_have_the_requested_correlation_and_mi() {
+        let _rng = crate::rng::serial();
+        tch::manual_seed(4);
+        let rho = rho_for_mi(1.5, 3);
+        assert!((gaussian_mi(&rho) - 1.5).abs() < 1e-12);
+        let (x, y) = correlated_gaussians(200_000, &rho);
+        let corr = (&x * &y).mean_dim([0i64].as_slice(), false, Kind::Float);
+        for c in Vec::<f32>::try_from(&corr).unwrap() {
+            assert!((c as f64 - rho[0]).abs() < 0.01, "{c} vs {}", rho[0]);
+        }
+        let t = Teacher::new(5, 8);
+        let (tx, ty) = t.sample(64, 0.0);
+        assert_eq!((tx.size(), ty.size()), (vec![64, 5], vec![64]));
+        let (_, ty2) = (tx.shallow_clone(), t.sample(64, 0.0).1);
+        assert_eq!(ty2.size(), vec![64]);
     }
 }

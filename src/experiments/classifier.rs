@@ -77,17 +77,22 @@ fn eval(table: &Table, input: &EvalInput<'_>) -> Result<(usize, Vec<EvalRow>)> {
     let (vs, model) = build(&cfg, &data, input.device, input.seed)?;
     let ck = checkpoint::latest(input.run_dir)?;
     train::load_weights(&vs, &ck, input.device)?;
-    let rows = [("train", &data.train), ("test", &data.test)]
-        .into_iter()
-        .map(|(name, split)| {
-            let (loss, acc) = train::evaluate(model.as_ref(), split, cfg.train.eval_batch_size);
-            let metrics = vec![
-                ("loss".into(), loss),
-                ("acc".into(), acc),
-                ("n".into(), split.len() as f64),
-            ];
-            (name.to_string(), metrics)
-        })
-        .collect();
+    let rows = [
+        ("train", Some(&data.train)),
+        ("val", data.val.as_ref()),
+        ("test", Some(&data.test)),
+    ]
+    .into_iter()
+    .filter_map(|(name, split)| split.map(|s| (name, s)))
+    .map(|(name, split)| {
+        let (loss, acc) = train::evaluate(model.as_ref(), split, cfg.train.eval_batch_size);
+        let metrics = vec![
+            ("loss".into(), loss),
+            ("acc".into(), acc),
+            ("n".into(), split.len() as f64),
+        ];
+        (name.to_string(), metrics)
+    })
+    .collect();
     Ok((ck.state()?.epoch, rows))
 }

@@ -82,15 +82,15 @@ pub struct Classification<'a> {
     pub data: &'a Dataset,
 }
 
-pub const COLUMNS: &[&str] = &[
-    "epoch",
-    "step",
-    "lr",
-    "train_loss",
-    "train_acc",
-    "test_loss",
-    "test_acc",
-];
+/// The loop's columns; validation columns only when the dataset has a validation split.
+pub fn columns(has_val: bool) -> Vec<&'static str> {
+    let mut c = vec!["epoch", "step", "lr", "train_loss", "train_acc"];
+    if has_val {
+        c.extend(["val_loss", "val_acc"]);
+    }
+    c.extend(["test_loss", "test_acc"]);
+    c
+}
 
 /// One optimisation step on a batch; returns the batch's mean loss and its number of correct
 /// predictions as device scalars (nothing read back to the host).
@@ -234,9 +234,8 @@ pub fn fit(
         data,
     } = task;
     let extra = hooks.columns();
-    let columns: Vec<&str> = COLUMNS
-        .iter()
-        .copied()
+    let columns: Vec<&str> = columns(data.val.is_some())
+        .into_iter()
         .chain(extra.iter().map(String::as_str))
         .collect();
     ctx.open_metrics(&columns)?;
@@ -260,6 +259,7 @@ pub fn fit(
         for (i, idx) in batches.enumerate().skip(skip) {
             rng::reseed(ctx.seed, Stream::Step, epoch as u64, i as u64);
             let (x, y) = data.train.take(&idx);
+            let x = data.augmented(x);
             let (loss, correct) = train_step(model, opt, &x, &y);
             run.losses.push(loss);
             run.sizes.push(idx.size()[0]);
@@ -300,9 +300,12 @@ pub fn fit(
             opt.lr.into(),
             train_loss.into(),
             train_acc.into(),
-            test_loss.into(),
-            test_acc.into(),
         ];
+        if let Some(val) = &data.val {
+            let (val_loss, val_acc) = evaluate(model, val, cfg.eval_batch_size);
+            row.extend([val_loss.into(), val_acc.into()]);
+        }
+        row.extend([test_loss.into(), test_acc.into()]);
         row.extend(hooks.on_epoch_end(epoch, model)?);
         ctx.log(row)?;
         if epoch % cfg.checkpoint_every.max(1) == 0 || epoch == cfg.epochs {
