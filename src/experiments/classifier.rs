@@ -44,7 +44,8 @@ impl config::Check for Config {
     }
 }
 
-/// The model for a config and dataset, initialised from the run seed.
+/// The model for a config and dataset, initialised from the run seed on the CPU (so CPU and
+/// CUDA runs start from the same weights), then moved to the run's device.
 fn build(
     cfg: &Config,
     data: &data::Dataset,
@@ -52,8 +53,9 @@ fn build(
     seed: u64,
 ) -> Result<(VarStore, Box<dyn ModuleT>)> {
     rng::reseed(seed, Stream::Init, 0, 0);
-    let vs = VarStore::new(device);
+    let mut vs = VarStore::new(Device::Cpu);
     let model = models::classifier(&vs.root(), &cfg.model, &data.input_shape, data.n_classes)?;
+    vs.set_device(device);
     Ok((vs, model))
 }
 
