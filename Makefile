@@ -36,6 +36,7 @@ data-mnist data-fashion-mnist data-sklearn data-mnist5k:
 ## bench: speed against Python PyTorch references, measured in the same run
 bench: build
 	$(ENV) python3 bench/classifier_step.py --compare --bin $(BIN)
+	$(ENV) python3 bench/adam_step.py --compare --bin $(BIN)
 	@if [ -f "$${STOCHLAB_DATA:-data}/mnist/train-images-idx3-ubyte" ]; then \
 	  $(ENV) python3 bench/data_epoch.py --compare --bin $(BIN); \
 	else echo "bench: skipping data-epoch (needs MNIST: make data-mnist)"; fi

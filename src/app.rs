@@ -240,7 +240,7 @@ fn eval(g: &GlobalOpts, args: EvalArgs) -> Result<i32> {
             let v = metrics
                 .iter()
                 .find(|(n, _)| n == k)
-                .map(|(_, v)| format!("{v}"))
+                .map(|(_, v)| crate::run::metrics::float(*v))
                 .unwrap_or_default();
             rec.push(v);
         }

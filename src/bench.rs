@@ -17,8 +17,55 @@ pub fn run(args: &BenchArgs, device: Device, data_dir: &Path) -> Result<String> 
     match args.what.as_str() {
         "classifier-step" => classifier_step(args, device),
         "data-epoch" => data_epoch(args, device, data_dir),
-        other => bail!("unknown benchmark `{other}`; available: classifier-step, data-epoch"),
+        "adam-step" => adam_step(args, device),
+        other => {
+            bail!("unknown benchmark `{other}`; available: classifier-step, data-epoch, adam-step")
+        }
     }
+}
+
+/// Seconds per Adam step over a ResNet-20's parameters (about 0.27M in 65 tensors), with
+/// fixed random gradients: the optimizer alone, as `bench/adam_step.py` times torch.optim.Adam.
+fn adam_step(args: &BenchArgs, device: Device) -> Result<String> {
+    tch::manual_seed(0);
+    let vs = VarStore::new(device);
+    let _net = crate::nn::resnet::ResNet::new(&vs.root(), &[3, 32, 32], 20, 10)?;
+    let named = crate::optim::trainable(&vs);
+    let tensors = named.len();
+    let mut opt = Optimizer::new(
+        named,
+        &OptimConfig {
+            name: OptimName::Adam,
+            lr: 1e-3,
+            ..Default::default()
+        },
+    )?;
+    let _ = opt.grads().shallow_clone().normal_(0.0, 1.0);
+    for _ in 0..args.warmup {
+        opt.step();
+    }
+    let wait = || {
+        if let Device::Cuda(_) = device {
+            tch::Cuda::synchronize(0);
+        }
+    };
+    wait();
+    let start = Instant::now();
+    for _ in 0..args.steps {
+        opt.step();
+    }
+    wait();
+    let secs = start.elapsed().as_secs_f64();
+    Ok(serde_json::json!({
+        "bench": "adam-step",
+        "impl": "stochlab",
+        "device": crate::device::name(device),
+        "tensors": tensors,
+        "params": opt.params().numel(),
+        "seconds_per_step": secs / args.steps as f64,
+        "threads": tch::get_num_threads(),
+    })
+    .to_string())
 }
 
 /// Seconds for one epoch of MNIST training batches (batch 128) with a random shift of up to 2
@@ -77,7 +124,7 @@ fn classifier_step(args: &BenchArgs, device: Device) -> Result<String> {
         lr: 1e-3,
         ..Default::default()
     };
-    let mut opt = Optimizer::new(vs.trainable_variables(), &cfg)?;
+    let mut opt = Optimizer::new(crate::optim::trainable(&vs), &cfg)?;
 
     let total = args.warmup + args.steps;
     let (mut done, mut epoch, mut checksum) = (0usize, 0u64, 0.0);

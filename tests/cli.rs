@@ -515,3 +515,59 @@ fn data_list_reports_presence_and_missing_sets_name_their_make_target() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn diffgrad_smoke_writes_both_parts_and_resumes_only_unfinished_optimizers() {
+    require_data("sklearn", "data-sklearn");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(&["train", "diffgrad", "--smoke"], tmp.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = run_dirs(tmp.path(), "diffgrad").pop().unwrap();
+    let functions = read(&dir.join("functions_summary.csv"));
+    assert!(
+        functions.starts_with("function,optimizer,x_final,f_final\n"),
+        "{functions}"
+    );
+    assert_eq!(
+        functions.lines().count(),
+        1 + 3 * 8,
+        "3 functions x 8 optimizers"
+    );
+    let summary = read(&dir.join("summary.csv"));
+    assert!(
+        summary.contains("\nsgd,1,0,") && summary.contains("\ndiffgrad,1,0,"),
+        "{summary}"
+    );
+    let metrics = read(&dir.join("metrics.csv"));
+    assert!(metrics.starts_with("optimizer,seed,epoch,"), "{metrics}");
+    assert_eq!(
+        metrics.lines().count(),
+        1 + 2 * 2,
+        "two optimizers x two epochs"
+    );
+
+    // Pretend the run was interrupted before diffgrad-s0 finished: resuming retrains only it.
+    let sgd_info = read(&dir.join("runs/sgd-s0/run.json"));
+    std::fs::remove_dir_all(dir.join("runs/diffgrad-s0")).unwrap();
+    let mut info = json(&dir.join("run.json"));
+    info["status"] = "interrupted".into();
+    std::fs::write(dir.join("run.json"), info.to_string()).unwrap();
+    let out = bin()
+        .args(["train", "--resume"])
+        .arg(&dir)
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        read(&dir.join("runs/sgd-s0/run.json")),
+        sgd_info,
+        "a completed child was touched"
+    );
+    assert_eq!(
+        read(&dir.join("metrics.csv")),
+        metrics,
+        "same seeds, same rows"
+    );
+    assert_eq!(json(&dir.join("run.json"))["status"], "completed");
+}

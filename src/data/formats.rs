@@ -80,7 +80,7 @@ pub fn read_cifar(path: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
 }
 
 pub fn parse_cifar(bytes: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
-    if bytes.is_empty() || bytes.len() % CIFAR_RECORD != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(CIFAR_RECORD) {
         bail!("{} bytes is not a whole number of {CIFAR_RECORD}-byte CIFAR records: truncated or not the binary version", bytes.len());
     }
     let n = bytes.len() / CIFAR_RECORD;

@@ -7,13 +7,10 @@ use crate::config;
 use crate::data::{self, DataConfig};
 use crate::nn::{self as models, ModelConfig};
 use crate::optim::{OptimConfig, Optimizer};
-use crate::rng::{self, Stream};
 use crate::run::{checkpoint, Outcome, RunContext};
 use crate::train::{self, Classification, NoHooks, TrainConfig};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use tch::nn::{ModuleT, VarStore};
-use tch::Device;
 use toml::Table;
 
 pub const ENTRY: Entry = Entry {
@@ -44,27 +41,19 @@ impl config::Check for Config {
     }
 }
 
-/// The model for a config and dataset, initialised from the run seed on the CPU (so CPU and
-/// CUDA runs start from the same weights), then moved to the run's device.
-fn build(
-    cfg: &Config,
-    data: &data::Dataset,
-    device: Device,
-    seed: u64,
-) -> Result<(VarStore, Box<dyn ModuleT>)> {
-    rng::reseed(seed, Stream::Init, 0, 0);
-    let mut vs = VarStore::new(Device::Cpu);
-    let model = models::classifier(&vs.root(), &cfg.model, &data.input_shape, data.n_classes)?;
-    vs.set_device(device);
-    Ok((vs, model))
-}
-
 fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
     let cfg: Config = config::typed(table)?;
     let data = data::load(&cfg.data, &ctx.data_dir, ctx.device, ctx.seed)?;
-    let (vs, model) = build(&cfg, &data, ctx.device, ctx.seed)?;
-    let mut opt = Optimizer::new(vs.trainable_variables(), &cfg.optim)?;
+    let (vs, model) = models::build_classifier(
+        &cfg.model,
+        &data.input_shape,
+        data.n_classes,
+        ctx.device,
+        ctx.seed,
+    )?;
+    let mut opt = Optimizer::new(crate::optim::trainable(&vs), &cfg.optim)?;
     let task = Classification {
+        schedule: &cfg.optim.schedule,
         vs: &vs,
         model: model.as_ref(),
         opt: &mut opt,
@@ -76,7 +65,13 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
 fn eval(table: &Table, input: &EvalInput<'_>) -> Result<(usize, Vec<EvalRow>)> {
     let cfg: Config = config::typed(table)?;
     let data = data::load(&cfg.data, input.data_dir, input.device, input.seed)?;
-    let (vs, model) = build(&cfg, &data, input.device, input.seed)?;
+    let (vs, model) = models::build_classifier(
+        &cfg.model,
+        &data.input_shape,
+        data.n_classes,
+        input.device,
+        input.seed,
+    )?;
     let ck = checkpoint::latest(input.run_dir)?;
     train::load_weights(&vs, &ck, input.device)?;
     let rows = [

@@ -1,6 +1,7 @@
 //! The experiment registry: one module per paper, one entry each, in one table.
 
 pub mod classifier;
+pub mod diffgrad;
 
 use crate::run::{Outcome, RunContext};
 use anyhow::{bail, Result};
@@ -34,7 +35,7 @@ pub struct Entry {
     pub eval: Option<EvalFn>,
 }
 
-pub static REGISTRY: &[Entry] = &[classifier::ENTRY];
+pub static REGISTRY: &[Entry] = &[classifier::ENTRY, diffgrad::ENTRY];
 
 pub fn find(name: &str) -> Result<&'static Entry> {
     if let Some(e) = REGISTRY.iter().find(|e| e.name == name) {

@@ -1,6 +1,8 @@
 //! Reusable models. Built from an `nn::Path` so their weights live in the run's VarStore (and so
 //! in checkpoints); the same code runs on CPU and CUDA.
 
+pub mod resnet;
+
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
@@ -13,6 +15,8 @@ pub enum Arch {
     Mlp,
     /// 3×3 conv blocks (`channels`, each conv + activation + 2×2 max-pool), then `hidden`.
     Cnn,
+    /// CIFAR ResNet of depth `depth` (6n+2: 20, 32, 44, 56).
+    Resnet,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +57,8 @@ pub struct ModelConfig {
     pub activation: Activation,
     /// Dropout probability after each hidden activation (0 = none).
     pub dropout: f64,
+    /// ResNet depth (resnet only).
+    pub depth: i64,
 }
 
 impl Default for ModelConfig {
@@ -63,6 +69,7 @@ impl Default for ModelConfig {
             channels: vec![32, 64],
             activation: Activation::Relu,
             dropout: 0.0,
+            depth: 20,
         }
     }
 }
@@ -204,7 +211,24 @@ pub fn classifier(
             cfg.dropout,
         )),
         Arch::Cnn => Box::new(SmallCnn::new(p, input_shape, cfg, n_out)?),
+        Arch::Resnet => Box::new(resnet::ResNet::new(p, input_shape, cfg.depth, n_out)?),
     })
+}
+
+/// A classifier initialised from the run seed on the CPU (so CPU and CUDA runs start from the
+/// same weights), then moved to `device`.
+pub fn build_classifier(
+    cfg: &ModelConfig,
+    input_shape: &[i64],
+    n_out: i64,
+    device: tch::Device,
+    seed: u64,
+) -> Result<(nn::VarStore, Box<dyn ModuleT>)> {
+    crate::rng::reseed(seed, crate::rng::Stream::Init, 0, 0);
+    let mut vs = nn::VarStore::new(tch::Device::Cpu);
+    let model = classifier(&vs.root(), cfg, input_shape, n_out)?;
+    vs.set_device(device);
+    Ok((vs, model))
 }
 
 #[cfg(test)]

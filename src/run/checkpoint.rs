@@ -89,6 +89,15 @@ pub fn save(
     Ok(dest)
 }
 
+/// The latest checkpoint, or None when the run never wrote one (a broken pointer is an error).
+pub fn latest_if_any(run_dir: &Path) -> Result<Option<Checkpoint>> {
+    if run_dir.join(DIR).join(LATEST).exists() {
+        latest(run_dir).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
 /// The checkpoint `checkpoints/latest` names.
 pub fn latest(run_dir: &Path) -> Result<Checkpoint> {
     let root = run_dir.join(DIR);

@@ -39,12 +39,18 @@ impl From<String> for Cell {
     }
 }
 
+/// Shortest text that reads back to the same f64, in exponent form for very small or large
+/// magnitudes (what spreadsheets and pandas parse), e.g. 0.25, 1e-12, NaN.
+pub fn float(v: f64) -> String {
+    format!("{v:?}")
+}
+
 impl Cell {
     /// Shortest text that reads back to the same value, so CSVs compare exactly.
     pub fn render(&self) -> String {
         match self {
             Cell::Int(v) => v.to_string(),
-            Cell::Float(v) => format!("{v}"),
+            Cell::Float(v) => float(*v),
             Cell::Text(s) => s.clone(),
         }
     }

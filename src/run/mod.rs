@@ -95,6 +95,14 @@ pub struct RunContext {
     pub resume_from: Option<checkpoint::Checkpoint>,
     metrics: Option<MetricsWriter>,
     started: Instant,
+    opts: RunOptions,
+}
+
+/// A nested run: already completed, or ready to train (fresh or resuming).
+pub enum Child {
+    /// Completed by an earlier session; nothing to do.
+    Done,
+    Ready(Box<RunContext>),
 }
 
 fn now() -> String {
@@ -118,6 +126,19 @@ impl RunContext {
             )
         })?;
         let (dir, run_id) = new_run_dir(&parent)?;
+        Self::create_in(dir, run_id, opts, experiment, command, config_text, seed)
+    }
+
+    /// Creates a run in an existing, empty directory (fresh runs and child runs).
+    fn create_in(
+        dir: PathBuf,
+        run_id: String,
+        opts: &RunOptions,
+        experiment: &str,
+        command: &str,
+        config_text: &str,
+        seed: u64,
+    ) -> Result<Self> {
         std::fs::write(dir.join(CONFIG_TOML), config_text)
             .with_context(|| format!("writing {}", dir.join(CONFIG_TOML).display()))?;
         let (git_commit, git_dirty) = git_state();
@@ -161,21 +182,24 @@ impl RunContext {
                 dir.display()
             );
         }
-        let ckpt = checkpoint::latest(dir)?;
-        let state = ckpt.state()?;
+        let ckpt = checkpoint::latest_if_any(dir)?;
+        let from_epoch = match &ckpt {
+            Some(c) => c.state()?.epoch,
+            None => 0,
+        };
         let config = std::fs::read_to_string(dir.join(CONFIG_TOML))
             .with_context(|| format!("reading {}", dir.join(CONFIG_TOML).display()))?;
         info.resumes.push(Resume {
             at: now(),
             command_line: opts.command_line.clone(),
             device: crate::device::name(opts.device),
-            from_epoch: state.epoch,
+            from_epoch,
         });
         info.status = Status::Running;
         info.error = None;
         info.end = None;
         let seed = info.seed;
-        let ctx = Self::with(dir.to_path_buf(), info, opts, seed, Some(ckpt));
+        let ctx = Self::with(dir.to_path_buf(), info, opts, seed, ckpt);
         ctx.write_info()?;
         Ok((ctx, config))
     }
@@ -199,7 +223,48 @@ impl RunContext {
             resume_from,
             metrics: None,
             started: Instant::now(),
+            opts: opts.clone(),
         }
+    }
+
+    /// A run nested in this one (`<dir>/runs/<name>/`), e.g. one optimizer and seed of a
+    /// comparison: created on first call, reopened to continue when it exists unfinished,
+    /// reported as done when it completed before. It shares this run's interrupt flag.
+    pub fn child(
+        &self,
+        name: &str,
+        experiment: &str,
+        config_text: &str,
+        seed: u64,
+    ) -> Result<Child> {
+        let dir = self.dir.join("runs").join(name);
+        let mut opts = self.opts.clone();
+        opts.quiet = true;
+        let mut ctx = if dir.join(RUN_JSON).exists() {
+            let info = read_info(&dir)?;
+            if info.status == Status::Completed {
+                return Ok(Child::Done);
+            }
+            Self::reopen(&dir, &opts)?.0
+        } else {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            Self::create_in(
+                dir,
+                name.to_string(),
+                &opts,
+                experiment,
+                "train",
+                config_text,
+                seed,
+            )?
+        };
+        ctx.interrupt = self.interrupt.clone();
+        Ok(Child::Ready(Box::new(ctx)))
+    }
+
+    /// Final metrics for runs whose metrics.csv is not written row by row.
+    pub fn set_final_metrics(&mut self, metrics: serde_json::Map<String, serde_json::Value>) {
+        self.info.final_metrics = metrics;
     }
 
     /// Opens metrics.csv with this header: a new file, or, when resuming, the run's file cut
@@ -239,12 +304,10 @@ impl RunContext {
         self.info.status = status;
         self.info.error = error;
         self.info.end = Some(now());
-        let mut secs = self.started.elapsed().as_secs_f64();
-        if let Some(prev) = self.info.seconds.filter(|_| !self.info.resumes.is_empty()) {
-            secs += prev;
-        }
-        self.info.seconds = Some(secs);
-        if let Some(m) = &self.metrics {
+        // A resumed run adds this session's time to what earlier sessions recorded.
+        self.info.seconds =
+            Some(self.started.elapsed().as_secs_f64() + self.info.seconds.unwrap_or(0.0));
+        if let Some(m) = self.metrics.as_ref().filter(|m| m.rows() > 0) {
             self.info.final_metrics = m.last_as_json();
         }
         self.write_info()?;

@@ -6,7 +6,7 @@
 //! device and are read once at the end of the epoch.
 
 use crate::data::{Dataset, Split};
-use crate::optim::Optimizer;
+use crate::optim::{Optimizer, ScheduleConfig};
 use crate::rng::{self, Stream};
 use crate::run::checkpoint::{self, State};
 use crate::run::metrics::Cell;
@@ -80,6 +80,8 @@ pub struct Classification<'a> {
     pub model: &'a dyn ModuleT,
     pub opt: &'a mut Optimizer,
     pub data: &'a Dataset,
+    /// Learning-rate schedule, evaluated before every step.
+    pub schedule: &'a ScheduleConfig,
 }
 
 /// The loop's columns; validation columns only when the dataset has a validation split.
@@ -232,6 +234,7 @@ pub fn fit(
         model,
         opt,
         data,
+        schedule,
     } = task;
     let extra = hooks.columns();
     let columns: Vec<&str> = columns(data.val.is_some())
@@ -255,9 +258,11 @@ pub fn fit(
     while epoch < cfg.epochs {
         rng::reseed(ctx.seed, Stream::Shuffle, epoch as u64, 0);
         let batches = data.train.batches(cfg.batch_size, true, cfg.drop_last);
+        let per_epoch = batches.count_total().max(1);
         let mut run = Running::new(std::mem::take(&mut carried), ctx.device);
         for (i, idx) in batches.enumerate().skip(skip) {
             rng::reseed(ctx.seed, Stream::Step, epoch as u64, i as u64);
+            opt.set_lr_factor(schedule.factor(epoch, i as f64 / per_epoch as f64, cfg.epochs));
             let (x, y) = data.train.take(&idx);
             let x = data.augmented(x);
             let (loss, correct) = train_step(model, opt, &x, &y);
@@ -297,7 +302,7 @@ pub fn fit(
         let mut row: Vec<Cell> = vec![
             epoch.into(),
             (global_step as i64).into(),
-            opt.lr.into(),
+            opt.lr().into(),
             train_loss.into(),
             train_acc.into(),
         ];
