@@ -8,7 +8,8 @@ BIN := target/release/stochlab
 
 ## setup: make libtorch 2.11.0 available (cached in ~/.cache/stochlab, shared by clones)
 setup:
-	@$(ENV) python3 -c "import torch; print('stochlab: torch', torch.__version__, 'at', torch.__file__.rsplit('/', 1)[0])" 2>/dev/null || $(ENV) echo "stochlab: using LIBTORCH=$$LIBTORCH"
+	@$(ENV) if [ -n "$$LIBTORCH" ]; then echo "stochlab: using LIBTORCH=$$LIBTORCH"; \
+	else python3 -c "import torch; print('stochlab: torch', torch.__version__, 'at', torch.__file__.rsplit('/', 1)[0])"; fi
 
 ## build: release binary with an rpath to libtorch (runs without LD_LIBRARY_PATH)
 build: setup

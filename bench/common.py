@@ -26,6 +26,6 @@ def verdict(label, ours, ref, target, unit, higher_is_better=True):
     line = (f"{label}: stochlab {mo:10.4g} {unit}, python {mr:10.4g} {unit} "
             f"(medians of {len(ours)}), stochlab/python speed {ratio:.2f}x")
     if target is not None:
-        line += f" (target >= {target}x) " + ("PASS" if ratio >= target else "BELOW TARGET")
+        line += f" (target >= {target:.3g}x) " + ("PASS" if ratio >= target else "BELOW TARGET")
     print(line, flush=True)
     return ratio
