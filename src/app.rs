@@ -17,13 +17,17 @@ pub fn main(cli: Cli) -> Result<i32> {
         Command::List { names } => list(names),
         Command::Train(args) => train(&g, args, "train"),
         Command::Eval(args) => eval(&g, args),
-        Command::IbAnalyze(_) => bail!(
-            "`stochlab ib-analyze` is not built yet (issue 5); use `stochlab train` meanwhile"
-        ),
+        Command::IbAnalyze(args) => train(&g, args, "ib-analyze"),
         Command::Sweep(_) => bail!(
             "`stochlab sweep` is not built yet (issue 7); run `stochlab train` per job meanwhile"
         ),
         Command::Config(args) => show_config(&g, args),
+        Command::Plot { run_dir } => {
+            for p in crate::plot::plot(&run_dir)? {
+                println!("{}", p.display());
+            }
+            Ok(0)
+        }
         Command::Data {
             action: DataAction::List,
         } => data_list(&g),
@@ -114,6 +118,18 @@ fn train(g: &GlobalOpts, args: TrainArgs, command: &str) -> Result<i32> {
                 )
             })?;
             let entry = experiments::find(name)?;
+            if command == "ib-analyze" && !entry.information_plane {
+                let with: Vec<&str> = experiments::REGISTRY
+                    .iter()
+                    .filter(|e| e.information_plane)
+                    .map(|e| e.name)
+                    .collect();
+                bail!(
+                    "`{}` records no information plane; ib-analyze works with: {}",
+                    entry.name,
+                    with.join(", ")
+                );
+            }
             let (table, seed) = resolve(g, entry, &args.overrides)?;
             let text = config::to_toml(&table, seed)?;
             (

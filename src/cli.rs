@@ -70,6 +70,12 @@ pub enum Command {
         #[command(subcommand)]
         action: DataAction,
     },
+    /// Figures from a run's CSVs (SVG and PNG next to them): information plane, gradient SNR,
+    /// learning curves.
+    Plot {
+        /// A run directory.
+        run_dir: PathBuf,
+    },
     /// Print the resolved config of an experiment (defaults + overrides) without running it.
     Config(ConfigArgs),
     /// Micro-benchmarks used by `make bench` (prints one JSON line).

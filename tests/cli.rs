@@ -395,11 +395,16 @@ fn quiet_prints_only_the_summary() {
 
 #[test]
 fn unfinished_commands_say_so_and_fail() {
-    for args in [&["sweep", "x.toml"][..], &["ib-analyze", "ib-tishby"][..]] {
-        let out = bin().args(args).output().unwrap();
-        assert!(!out.status.success());
-        assert!(text(&out.stderr).contains("not built yet"));
-    }
+    let out = bin().args(["sweep", "x.toml"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("not built yet"));
+    let out = bin().args(["ib-analyze", "classifier"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("ib-analyze works with: ib-tishby"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -570,4 +575,148 @@ fn diffgrad_smoke_writes_both_parts_and_resumes_only_unfinished_optimizers() {
         "same seeds, same rows"
     );
     assert_eq!(json(&dir.join("run.json"))["status"], "completed");
+}
+
+fn csv_rows(path: &Path) -> Vec<Vec<String>> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    r.records()
+        .map(|x| x.unwrap().iter().map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn ib_tishby_batched_seeds_equal_sequential_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let common = [
+        "ib-analyze",
+        "ib-tishby",
+        "--smoke",
+        "train.epochs=25",
+        "log.every=8",
+    ];
+    let mut args: Vec<&str> = common.to_vec();
+    args.push("seeds=3");
+    let out = run(&args, &tmp.path().join("batched"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let batched = run_dirs(&tmp.path().join("batched"), "ib-tishby")
+        .pop()
+        .unwrap();
+    let b_metrics = csv_rows(&batched.join("metrics.csv"));
+    let b_ib = csv_rows(&batched.join("ib.csv"));
+    for seed in ["0", "1", "2"] {
+        let r = tmp.path().join(format!("s{seed}"));
+        let mut args: Vec<&str> = common.to_vec();
+        args.extend(["seeds=1", "--seed", seed]);
+        let out = run(&args, &r);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let single = run_dirs(&r, "ib-tishby").pop().unwrap();
+        let mine = |rows: &[Vec<String>]| {
+            rows.iter()
+                .filter(|row| row[0] == seed)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let (m, bm) = (csv_rows(&single.join("metrics.csv")), mine(&b_metrics));
+        assert_eq!(m.len(), bm.len());
+        for (a, b) in m.iter().zip(&bm) {
+            for (x, y) in a.iter().zip(b).skip(1) {
+                let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
+                assert!(
+                    (x - y).abs() <= 1e-5 * x.abs().max(1.0),
+                    "seed {seed}: {a:?} vs {b:?}"
+                );
+            }
+        }
+        let (i, bi) = (csv_rows(&single.join("ib.csv")), mine(&b_ib));
+        assert_eq!(i.len(), bi.len());
+        // Binning turns float-level differences (bmm over 3 vs 1 networks) into whole-bin moves;
+        // one of 4096 patterns changing bin moves H(T) by at most ~(2/N)·log2 N ≈ 0.006 bits.
+        let dist = |a: &Vec<String>, b: &Vec<String>, k: usize| {
+            (a[k].parse::<f64>().unwrap() - b[k].parse::<f64>().unwrap()).abs()
+        };
+        let worst = i
+            .iter()
+            .zip(&bi)
+            .map(|(a, b)| dist(a, b, 4).max(dist(a, b, 5)))
+            .fold(0.0, f64::max);
+        assert!(
+            worst < 0.01,
+            "seed {seed}: batched and sequential information differ by {worst} bits"
+        );
+        let exact = i
+            .iter()
+            .zip(&bi)
+            .filter(|(a, b)| dist(a, b, 4) == 0.0 && dist(a, b, 5) == 0.0)
+            .count();
+        assert!(
+            exact * 10 >= i.len() * 9,
+            "seed {seed}: only {exact} of {} rows identical",
+            i.len()
+        );
+    }
+}
+
+#[test]
+fn ib_tishby_resumes_after_sigterm_and_plots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "ib-analyze",
+        "ib-tishby",
+        "train.epochs=1500",
+        "train.checkpoint_every=50",
+        "log.schedule=every",
+        "log.every=100",
+    ];
+    let out = run(&args, &tmp.path().join("a"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let whole = run_dirs(&tmp.path().join("a"), "ib-tishby").pop().unwrap();
+
+    let results = tmp.path().join("b");
+    let mut child = bin()
+        .args(args)
+        .arg("--results")
+        .arg(&results)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("epoch 50/1500") {
+            break;
+        }
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    for _ in lines {}
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    let dir = run_dirs(&results, "ib-tishby").pop().unwrap();
+    assert_eq!(json(&dir.join("run.json"))["status"], "interrupted");
+    let out = bin()
+        .args(["train", "--resume"])
+        .arg(&dir)
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for f in ["metrics.csv", "ib.csv", "ib_summary.csv", "grads.csv"] {
+        assert_eq!(
+            read(&dir.join(f)),
+            read(&whole.join(f)),
+            "{f} differs after resume"
+        );
+    }
+
+    let out = bin().arg("plot").arg(&dir).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for f in [
+        "information_plane.svg",
+        "information_plane.png",
+        "snr.svg",
+        "snr.png",
+    ] {
+        assert!(std::fs::metadata(dir.join(f)).unwrap().len() > 1000, "{f}");
+    }
 }

@@ -11,6 +11,7 @@ pub mod formats;
 pub mod real;
 pub mod split;
 pub mod synthetic;
+pub mod tishby;
 
 use crate::rng::{self, Stream};
 use anyhow::{bail, Result};

@@ -21,6 +21,7 @@ pub const ENTRY: Entry = Entry {
     normalize: config::normalize::<Config>,
     train,
     eval: Some(eval),
+    information_plane: false,
 };
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -36,6 +36,7 @@ pub const ENTRY: Entry = Entry {
     normalize: config::normalize::<Config>,
     train,
     eval: None,
+    information_plane: false,
 };
 
 /// Part 1 settings (the paper's).

@@ -2,6 +2,7 @@
 
 pub mod classifier;
 pub mod diffgrad;
+pub mod ib_tishby;
 
 use crate::run::{Outcome, RunContext};
 use anyhow::{bail, Result};
@@ -33,9 +34,11 @@ pub struct Entry {
     pub normalize: fn(&Table) -> Result<Table>,
     pub train: fn(&Table, &mut RunContext) -> Result<Outcome>,
     pub eval: Option<EvalFn>,
+    /// Whether `stochlab ib-analyze` applies: the experiment records ib.csv.
+    pub information_plane: bool,
 }
 
-pub static REGISTRY: &[Entry] = &[classifier::ENTRY, diffgrad::ENTRY];
+pub static REGISTRY: &[Entry] = &[classifier::ENTRY, diffgrad::ENTRY, ib_tishby::ENTRY];
 
 pub fn find(name: &str) -> Result<&'static Entry> {
     if let Some(e) = REGISTRY.iter().find(|e| e.name == name) {

@@ -1,0 +1,382 @@
+//! `stochlab plot <run-dir>`: figures from a run's CSVs, as SVG and PNG. Information-plane
+//! runs get `information_plane` (I(T;Y) against I(X;T), one line per layer, points coloured by
+//! epoch, mean over seeds) and `snr` (gradient mean and std per layer against epoch, log axes);
+//! every run with per-epoch metrics gets `curves` (losses and accuracies against epoch).
+
+use anyhow::{anyhow, bail, Context, Result};
+use plotters::prelude::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Columns of a CSV by name, as strings.
+struct Csv {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Csv {
+    fn read(path: &Path) -> Result<Self> {
+        let mut r =
+            csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+        let header = r.headers()?.iter().map(str::to_string).collect();
+        let rows = r
+            .records()
+            .map(|x| x.map(|x| x.iter().map(str::to_string).collect()))
+            .collect::<Result<_, _>>()?;
+        Ok(Csv { header, rows })
+    }
+    fn col(&self, name: &str) -> Result<usize> {
+        self.header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| anyhow!("no column `{name}`"))
+    }
+}
+
+/// Registers a TrueType font for text (plotters draws text itself for PNGs).
+fn load_font() -> Result<()> {
+    let candidates = [
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/TTF/DejaVuSans.ttf",
+        "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+        "/Library/Fonts/Arial.ttf",
+        "/System/Library/Fonts/Supplemental/Arial.ttf",
+    ];
+    let path = std::env::var("STOCHLAB_FONT")
+        .ok()
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(candidates.iter().map(PathBuf::from))
+        .find(|p| p.exists());
+    let Some(path) = path else {
+        bail!("stochlab plot needs a TrueType font: install one (e.g. apt-get install fonts-dejavu-core) or set STOCHLAB_FONT=/path/to/font.ttf");
+    };
+    let bytes: &'static [u8] = Box::leak(std::fs::read(&path)?.into_boxed_slice());
+    plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+        .map_err(|_| anyhow!("{} is not a usable TrueType font", path.display()))?;
+    Ok(())
+}
+
+/// Draws `f` into `<dir>/<name>.svg` and `<dir>/<name>.png`.
+fn both(
+    dir: &Path,
+    name: &str,
+    size: (u32, u32),
+    f: impl Fn(DrawingArea<SVGBackend, plotters::coord::Shift>) -> Result<()> + Copy,
+    g: impl Fn(DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<()>,
+) -> Result<Vec<PathBuf>> {
+    let svg = dir.join(format!("{name}.svg"));
+    let png = dir.join(format!("{name}.png"));
+    {
+        let root = SVGBackend::new(&svg, size).into_drawing_area();
+        f(root)?;
+    }
+    {
+        let root = BitMapBackend::new(&png, size).into_drawing_area();
+        g(root)?;
+    }
+    Ok(vec![svg, png])
+}
+
+pub fn plot(run_dir: &Path) -> Result<Vec<PathBuf>> {
+    crate::run::read_info(run_dir)?;
+    load_font()?;
+    let mut made = vec![];
+    if run_dir.join("ib_summary.csv").exists() {
+        let plane = Csv::read(&run_dir.join("ib_summary.csv"))?;
+        made.extend(both(
+            run_dir,
+            "information_plane",
+            (900, 700),
+            |a| information_plane(a, &plane),
+            |a| information_plane(a, &plane),
+        )?);
+    }
+    if run_dir.join("grads.csv").exists() {
+        let grads = Csv::read(&run_dir.join("grads.csv"))?;
+        if !grads.rows.is_empty() {
+            made.extend(both(
+                run_dir,
+                "snr",
+                (900, 700),
+                |a| snr(a, &grads),
+                |a| snr(a, &grads),
+            )?);
+        }
+    }
+    let metrics = Csv::read(&run_dir.join(crate::run::METRICS_CSV))?;
+    if metrics.col("epoch").is_ok() && metrics.col("test_loss").is_ok() && !metrics.rows.is_empty()
+    {
+        made.extend(both(
+            run_dir,
+            "curves",
+            (1000, 450),
+            |a| curves(a, &metrics),
+            |a| curves(a, &metrics),
+        )?);
+    }
+    if made.is_empty() {
+        bail!("{} has nothing to plot yet", run_dir.display());
+    }
+    Ok(made)
+}
+
+fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("drawing failed: {e:?}")
+}
+
+/// A colour for position `t` in [0, 1] (viridis).
+fn epoch_colour(t: f64) -> RGBColor {
+    use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
+    ViridisRGB.get_color(t.clamp(0.0, 1.0) as f32)
+}
+
+fn information_plane<DB: DrawingBackend>(
+    area: DrawingArea<DB, plotters::coord::Shift>,
+    csv: &Csv,
+) -> Result<()> {
+    let (ce, cl, cest) = (csv.col("epoch")?, csv.col("layer")?, csv.col("estimator")?);
+    let (cx, cy) = (csv.col("I_XT_mean")?, csv.col("I_TY_mean")?);
+    let estimator = csv
+        .rows
+        .first()
+        .map(|r| r[cest].clone())
+        .unwrap_or_default();
+    let mut layers: BTreeMap<i64, Vec<(f64, f64, f64)>> = BTreeMap::new();
+    let mut max_epoch: f64 = 1.0;
+    for r in csv.rows.iter().filter(|r| r[cest] == estimator) {
+        let e: f64 = r[ce].parse()?;
+        max_epoch = max_epoch.max(e);
+        layers
+            .entry(r[cl].parse()?)
+            .or_default()
+            .push((e, r[cx].parse()?, r[cy].parse()?));
+    }
+    let xmax = layers.values().flatten().map(|p| p.1).fold(0.0, f64::max) * 1.05 + 1e-9;
+    let ymax = layers.values().flatten().map(|p| p.2).fold(0.0, f64::max) * 1.05 + 1e-9;
+    area.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&area)
+        .caption(
+            format!("Information plane ({estimator}, mean over seeds)"),
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..xmax, 0.0..ymax)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("I(X;T) [bits]")
+        .y_desc("I(T;Y) [bits]")
+        .draw()
+        .map_err(err)?;
+    let colour_of = |e: f64| epoch_colour((e + 1.0).ln() / (max_epoch + 1.0).ln());
+    for (layer, pts) in &layers {
+        chart
+            .draw_series(LineSeries::new(
+                pts.iter().map(|p| (p.1, p.2)),
+                BLACK.mix(0.25),
+            ))
+            .map_err(err)?;
+        chart
+            .draw_series(
+                pts.iter()
+                    .map(|p| Circle::new((p.1, p.2), 4, colour_of(p.0).filled())),
+            )
+            .map_err(err)?;
+        if let Some(last) = pts.last() {
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!("L{layer}"),
+                    (last.1, last.2),
+                    ("sans-serif", 14),
+                )))
+                .map_err(err)?;
+        }
+    }
+    // Epoch colour key.
+    for (i, e) in [0.0, (max_epoch + 1.0).sqrt() - 1.0, max_epoch]
+        .iter()
+        .enumerate()
+    {
+        let label = format!("epoch {}", *e as i64);
+        let y = ymax * (0.12 + 0.06 * i as f64);
+        chart
+            .draw_series(std::iter::once(Circle::new(
+                (xmax * 0.75, y),
+                5,
+                colour_of(*e).filled(),
+            )))
+            .map_err(err)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                label,
+                (xmax * 0.77, y),
+                ("sans-serif", 14),
+            )))
+            .map_err(err)?;
+    }
+    area.present().map_err(err)?;
+    Ok(())
+}
+
+fn snr<DB: DrawingBackend>(area: DrawingArea<DB, plotters::coord::Shift>, csv: &Csv) -> Result<()> {
+    let (ce, cl, cm, cs) = (
+        csv.col("epoch")?,
+        csv.col("layer")?,
+        csv.col("grad_mean")?,
+        csv.col("grad_std")?,
+    );
+    // Mean over seeds per (layer, epoch).
+    let mut acc: BTreeMap<(i64, i64), (f64, f64, f64)> = BTreeMap::new();
+    for r in &csv.rows {
+        let e = acc.entry((r[cl].parse()?, r[ce].parse()?)).or_default();
+        e.0 += r[cm].parse::<f64>()?;
+        e.1 += r[cs].parse::<f64>()?;
+        e.2 += 1.0;
+    }
+    let pos = |v: f64| v.max(1e-12);
+    let all: Vec<f64> = acc
+        .values()
+        .flat_map(|v| [pos(v.0 / v.2), pos(v.1 / v.2)])
+        .collect();
+    let (lo, hi) = (
+        all.iter().copied().fold(f64::INFINITY, f64::min),
+        all.iter().copied().fold(0.0, f64::max),
+    );
+    let emax = acc.keys().map(|k| k.1).max().unwrap_or(1) as f64 + 1.0;
+    area.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&area)
+        .caption(
+            "Gradient mean (solid) and std (dots) per layer",
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(65)
+        .build_cartesian_2d(
+            (1.0..emax * 1.1).log_scale(),
+            (lo * 0.8..hi * 1.25).log_scale(),
+        )
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch + 1")
+        .y_desc("norm")
+        .draw()
+        .map_err(err)?;
+    let layers: Vec<i64> = acc
+        .keys()
+        .map(|k| k.0)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for (i, layer) in layers.iter().enumerate() {
+        let colour = Palette99::pick(i).to_rgba();
+        let pts: Vec<(f64, f64, f64)> = acc
+            .iter()
+            .filter(|(k, _)| k.0 == *layer)
+            .map(|(k, v)| (k.1 as f64 + 1.0, pos(v.0 / v.2), pos(v.1 / v.2)))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(
+                pts.iter().map(|p| (p.0, p.1)),
+                colour.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label(format!("layer {layer}"))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+            });
+        chart
+            .draw_series(
+                pts.iter()
+                    .map(|p| Circle::new((p.0, p.2), 2, colour.filled())),
+            )
+            .map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    area.present().map_err(err)?;
+    Ok(())
+}
+
+fn curves<DB: DrawingBackend>(
+    area: DrawingArea<DB, plotters::coord::Shift>,
+    csv: &Csv,
+) -> Result<()> {
+    let ce = csv.col("epoch")?;
+    // Group rows by the leading text/seed columns (e.g. optimizer, seed) when present.
+    let group_cols: Vec<usize> = csv
+        .header
+        .iter()
+        .take_while(|h| *h != "epoch")
+        .enumerate()
+        .map(|(i, _)| i)
+        .collect();
+    area.fill(&WHITE).map_err(err)?;
+    let panels = area.split_evenly((1, 2));
+    for (panel, (metric, title)) in panels.iter().zip([("loss", "loss"), ("acc", "accuracy")]) {
+        let cols: Vec<(usize, &str)> = ["train", "test"]
+            .iter()
+            .filter_map(|s| csv.col(&format!("{s}_{metric}")).ok().map(|c| (c, *s)))
+            .collect();
+        let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+        for r in &csv.rows {
+            let group: Vec<&str> = group_cols.iter().map(|&i| r[i].as_str()).collect();
+            for &(c, split) in &cols {
+                let key = if group.is_empty() {
+                    split.to_string()
+                } else {
+                    format!("{} {split}", group.join("/"))
+                };
+                if let (Ok(e), Ok(v)) = (r[ce].parse::<f64>(), r[c].parse::<f64>()) {
+                    series.entry(key).or_default().push((e, v));
+                }
+            }
+        }
+        let xmax = series.values().flatten().map(|p| p.0).fold(1.0, f64::max);
+        let ymax = series
+            .values()
+            .flatten()
+            .map(|p| p.1)
+            .filter(|v| v.is_finite())
+            .fold(0.0, f64::max)
+            * 1.05
+            + 1e-9;
+        let mut chart = ChartBuilder::on(panel)
+            .caption(title, ("sans-serif", 20))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..xmax, 0.0..ymax)
+            .map_err(err)?;
+        chart.configure_mesh().x_desc("epoch").draw().map_err(err)?;
+        for (i, (name, pts)) in series.iter().enumerate() {
+            let colour = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(pts.iter().copied(), colour.stroke_width(2)))
+                .map_err(err)?
+                .label(name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+                });
+        }
+        if series.len() <= 16 {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(err)?;
+        }
+    }
+    area.present().map_err(err)?;
+    Ok(())
+}
