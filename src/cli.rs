@@ -64,7 +64,7 @@ pub enum Command {
     /// Train with information-plane tracking and write ib.csv.
     IbAnalyze(TrainArgs),
     /// Expand a sweep file into jobs and run them.
-    Sweep(SweepArgs),
+    Sweep(Box<SweepArgs>),
     /// Datasets: `stochlab data list` shows each one, whether it is present and verified.
     Data {
         #[command(subcommand)]
@@ -96,6 +96,9 @@ pub struct TrainArgs {
     /// Continue an interrupted run from its latest checkpoint (same config and seed).
     #[arg(long, value_name = "RUN_DIR")]
     pub resume: Option<PathBuf>,
+    /// Create the run exactly here instead of results/<experiment>/<timestamp>-<id> (sweeps).
+    #[arg(long, hide = true)]
+    pub run_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -113,11 +116,84 @@ pub struct EvalArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct SweepArgs {
-    /// A sweep file (experiments/sweeps/*.toml) or an experiment name.
-    pub target: String,
-    /// Hydra-style overrides with comma-separated values.
+    #[command(subcommand)]
+    pub action: Option<SweepAction>,
+    /// A sweep file (experiments/sweeps/*.toml), or an experiment name followed by Hydra-style
+    /// overrides: optim.lr=1e-3,1e-2 optim.name=adam,diffgrad seed=0..4.
+    #[arg(required = true)]
+    pub target: Option<String>,
+    /// Overrides; comma-separated values are swept (a grid), seed=A..B sweeps seeds.
     pub overrides: Vec<String>,
+    /// Sweep name (default: the file's `name`, its file name, or one derived from the command line).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Jobs run at once on this machine.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Pin each job to one GPU (CUDA_VISIBLE_DEVICES): a list like 0,1,2 or `all`.
+    #[arg(long)]
+    pub gpus: Option<String>,
+    /// Jobs sharing one GPU at a time (with --gpus).
+    #[arg(long, default_value_t = 1)]
+    pub jobs_per_gpu: usize,
+    /// Stop launching jobs after the first failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Retry a failed job this many times.
+    #[arg(long, default_value_t = 0)]
+    pub retries: u32,
+    /// Run again the jobs that failed in an earlier invocation (otherwise they are skipped).
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// local (worker processes here) or slurm (an sbatch job array).
+    #[arg(long, default_value = "local")]
+    pub backend: String,
+    /// Slurm: partition, time limit, GPUs and CPUs per task, memory, concurrency limit.
+    #[arg(long)]
+    pub partition: Option<String>,
+    #[arg(long)]
+    pub time: Option<String>,
+    #[arg(long)]
+    pub gpus_per_task: Option<String>,
+    #[arg(long)]
+    pub cpus_per_task: Option<String>,
+    #[arg(long)]
+    pub mem: Option<String>,
+    #[arg(long)]
+    pub max_concurrent: Option<usize>,
+    /// Slurm: any other #SBATCH line, e.g. --sbatch-arg=--account=lab (repeatable).
+    #[arg(long)]
+    pub sbatch_arg: Vec<String>,
+    /// Slurm: requeue preempted tasks; they checkpoint on SIGTERM and resume.
+    #[arg(long)]
+    pub requeue: bool,
+    /// Slurm: write and print sweep.sbatch without submitting it.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SweepAction {
+    /// Counts of jobs by status (plus sacct for Slurm sweeps) and the failed jobs' errors.
+    Status {
+        /// A sweep directory: results/sweeps/<name>.
+        dir: PathBuf,
+    },
+    /// summary.csv: per job, or per group of keys with mean, std and count over the rest.
+    Summary {
+        dir: PathBuf,
+        /// Keys to group by, comma-separated (e.g. optim.lr,optim.name).
+        #[arg(long, value_delimiter = ',')]
+        group_by: Vec<String>,
+    },
+    /// Runs one job of a sweep (what each Slurm array task calls).
+    RunTask {
+        dir: PathBuf,
+        #[arg(long)]
+        index: usize,
+    },
 }
 
 #[derive(Args, Debug)]

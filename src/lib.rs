@@ -18,4 +18,5 @@ pub mod optim;
 pub mod plot;
 pub mod rng;
 pub mod run;
+pub mod sweep;
 pub mod train;

@@ -394,10 +394,14 @@ fn quiet_prints_only_the_summary() {
 }
 
 #[test]
-fn unfinished_commands_say_so_and_fail() {
+fn missing_sweep_files_and_wrong_commands_say_so_and_fail() {
     let out = bin().args(["sweep", "x.toml"]).output().unwrap();
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("not built yet"));
+    assert!(
+        text(&out.stderr).contains("cannot read sweep file x.toml"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = bin().args(["ib-analyze", "classifier"]).output().unwrap();
     assert!(!out.status.success());
     assert!(
@@ -719,4 +723,243 @@ fn ib_tishby_resumes_after_sigterm_and_plots() {
     ] {
         assert!(std::fs::metadata(dir.join(f)).unwrap().len() > 1000, "{f}");
     }
+}
+
+fn jobs_csv(sweep: &Path) -> Vec<BTreeMap<String, String>> {
+    let mut r = csv::Reader::from_path(sweep.join("jobs.csv")).unwrap();
+    let h: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
+    r.records()
+        .map(|x| {
+            h.iter()
+                .cloned()
+                .zip(x.unwrap().iter().map(str::to_string))
+                .collect()
+        })
+        .collect()
+}
+
+use std::collections::BTreeMap;
+
+#[test]
+fn sweep_runs_every_job_once_and_skips_them_when_rerun() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "sweep",
+        "classifier",
+        "optim.lr=0.01,0.02",
+        "seed=0..1",
+        "--smoke",
+        "--workers",
+        "2",
+        "--name",
+        "grid",
+        "-q",
+    ];
+    let out = run(&args, tmp.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = tmp.path().join("sweeps/grid");
+    let jobs = jobs_csv(&dir);
+    assert_eq!(jobs.len(), 4);
+    assert!(
+        jobs.iter().all(|j| j["status"] == "completed"
+            && j["attempts"] == "1"
+            && !j["test_acc"].is_empty()),
+        "{jobs:?}"
+    );
+    for j in &jobs {
+        assert_eq!(
+            read(&Path::new(&j["run_dir"]).join("metrics.csv"))
+                .lines()
+                .count(),
+            4
+        );
+    }
+    let again = run(&args, tmp.path());
+    assert!(again.status.success());
+    assert!(
+        jobs_csv(&dir).iter().all(|j| j["attempts"] == "1"),
+        "completed jobs ran again"
+    );
+
+    let out = bin()
+        .args(["sweep", "summary"])
+        .arg(&dir)
+        .args(["--group-by", "optim.lr"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary = read(&dir.join("summary.csv"));
+    assert!(summary.starts_with("optim.lr,count,"), "{summary}");
+    assert_eq!(summary.lines().count(), 3, "{summary}");
+    assert!(
+        summary
+            .lines()
+            .skip(1)
+            .all(|l| l.split(',').nth(1) == Some("2")),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_failing_job_is_recorded_and_the_rest_complete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(
+        &[
+            "sweep",
+            "classifier",
+            "optim.name=sgd",
+            "optim.lr=0.01,1e30,0.02",
+            "--smoke",
+            "--name",
+            "f",
+            "-q",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let dir = tmp.path().join("sweeps/f");
+    let jobs = jobs_csv(&dir);
+    let failed: Vec<_> = jobs.iter().filter(|j| j["status"] == "failed").collect();
+    assert_eq!(failed.len(), 1, "{jobs:?}");
+    assert_eq!(failed[0]["optim.lr"], "1e30");
+    assert!(failed[0]["error"].contains("diverged"), "{:?}", failed[0]);
+    assert_eq!(
+        jobs.iter().filter(|j| j["status"] == "completed").count(),
+        2
+    );
+    let status = bin().args(["sweep", "status"]).arg(&dir).output().unwrap();
+    let report = text(&status.stdout);
+    assert!(
+        report.contains("2 completed")
+            && report.contains("1 failed")
+            && report.contains("diverged"),
+        "{report}"
+    );
+    // A bad override is caught before any job runs.
+    let out = run(
+        &["sweep", "classifier", "optim.lrr=0.1,0.2", "--smoke"],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("did you mean `optim.lr`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn an_interrupted_sweep_resumes_and_completes_each_job_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "sweep",
+        "classifier",
+        "data.n_train=20000",
+        "train.epochs=4",
+        "optim.lr=0.001,0.002,0.003",
+        "--name",
+        "long",
+        "--workers",
+        "1",
+    ];
+    let mut child = bin()
+        .args(args)
+        .arg("--results")
+        .arg(tmp.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("1/3 done") {
+            break;
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    for _ in lines {}
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let dir = tmp.path().join("sweeps/long");
+    let states: Vec<String> = jobs_csv(&dir).iter().map(|j| j["status"].clone()).collect();
+    assert!(
+        states.contains(&"completed".to_string()) && !states.iter().all(|s| s == "completed"),
+        "{states:?}"
+    );
+
+    let out = run(&args, tmp.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let jobs = jobs_csv(&dir);
+    assert!(jobs.iter().all(|j| j["status"] == "completed"), "{jobs:?}");
+    for j in &jobs {
+        let csv = read(&Path::new(&j["run_dir"]).join("metrics.csv"));
+        let epochs: Vec<&str> = csv
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap())
+            .collect();
+        assert_eq!(
+            epochs,
+            vec!["1", "2", "3", "4"],
+            "job {}: {csv}",
+            j["job_id"]
+        );
+    }
+}
+
+#[test]
+fn slurm_dry_run_writes_an_array_script_and_run_task_runs_one_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep_file = tmp.path().join("s.toml");
+    std::fs::write(
+        &sweep_file,
+        "experiment = \"classifier\"\nseeds = 2\n[grid]\n\"optim.lr\" = [0.01, 0.02]\n",
+    )
+    .unwrap();
+    let out = run(
+        &[
+            "sweep",
+            sweep_file.to_str().unwrap(),
+            "--smoke",
+            "--backend",
+            "slurm",
+            "--dry-run",
+            "--partition",
+            "gpu",
+            "--max-concurrent",
+            "2",
+            "--requeue",
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let script = text(&out.stdout);
+    assert!(
+        script.contains("#SBATCH --array=0-3%2")
+            && script.contains("#SBATCH --partition=gpu")
+            && script.contains("#SBATCH --requeue"),
+        "{script}"
+    );
+    assert!(
+        script.contains("sweep run-task") && script.contains("--smoke"),
+        "{script}"
+    );
+    let dir = tmp.path().join("sweeps/s");
+    assert!(dir.join("sweep.sbatch").exists());
+    let out = bin()
+        .args(["sweep", "run-task"])
+        .arg(&dir)
+        .args(["--index", "2", "--smoke"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let jobs = jobs_csv(&dir);
+    assert_eq!(
+        jobs.iter().filter(|j| j["status"] == "completed").count(),
+        1
+    );
+    assert_eq!(jobs.iter().filter(|j| j["status"] == "pending").count(), 3);
 }

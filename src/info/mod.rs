@@ -61,20 +61,11 @@ pub fn information(
             kde::information(t, y, n_classes, p.noise_var, est == Estimator::KdeUpper)
         }
         _ => {
+            // I(T;Y) = H(T) + H(Y) − H(T,Y) = H(T) − Σ_y p(y) H(T|y), from one sort.
             let keys = binning::keys(est, p, t);
-            let h = binning::entropy_bits(&keys);
-            let mut h_cond = Tensor::zeros_like(&h);
-            let n = y.size()[0] as f64;
-            for c in 0..n_classes {
-                let rows = y.eq(c).nonzero().squeeze_dim(1);
-                let n_c = rows.size()[0];
-                if n_c > 0 {
-                    h_cond +=
-                        binning::entropy_bits(&keys.index_select(1, &rows)) * (n_c as f64 / n);
-                }
-            }
-            let i_ty = &h - h_cond;
-            (h, i_ty)
+            let (h_t, h_ty) = binning::joint_entropies_bits(&keys, y, n_classes);
+            let i_ty = &h_t - h_ty + label_entropy_bits(y);
+            (h_t, i_ty)
         }
     }
 }

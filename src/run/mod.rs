@@ -129,6 +129,41 @@ impl RunContext {
         Self::create_in(dir, run_id, opts, experiment, command, config_text, seed)
     }
 
+    /// Creates a run at exactly `dir` (which must not exist yet): sweeps give each job a stable
+    /// directory.
+    pub fn create_at(
+        dir: &Path,
+        opts: &RunOptions,
+        experiment: &str,
+        command: &str,
+        config_text: &str,
+        seed: u64,
+    ) -> Result<Self> {
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::create_dir(dir).with_context(|| {
+            format!(
+                "creating run directory {} (it must not exist yet)",
+                dir.display()
+            )
+        })?;
+        let id = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Self::create_in(
+            dir.to_path_buf(),
+            id,
+            opts,
+            experiment,
+            command,
+            config_text,
+            seed,
+        )
+    }
+
     /// Creates a run in an existing, empty directory (fresh runs and child runs).
     fn create_in(
         dir: PathBuf,

@@ -1,0 +1,658 @@
+//! Sweeps: a sweep file (or a Hydra-style command line) expands into jobs, each an ordinary
+//! `stochlab train` / `ib-analyze` run in its own process with a stable run directory
+//! `results/sweeps/<name>/runs/<job id>/`. Locally a pool of workers runs them (optionally
+//! pinned to GPUs); on a cluster a Slurm job array does, one `sweep run-task` per array task.
+//! Each job's state lives in its own file (`jobs/<id>.json`, written atomically), so concurrent
+//! tasks never share a file; `jobs.csv` is regenerated from them.
+
+pub mod slurm;
+pub mod spec;
+
+use crate::run::fsutil::write_atomic;
+use crate::run::{self, Status};
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use spec::{Job, SweepSpec};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SPEC: &str = "sweep.toml";
+const MANIFEST: &str = "jobs.json";
+const STATES: &str = "jobs";
+const RUNS: &str = "runs";
+const LOGS: &str = "logs";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Interrupted,
+}
+
+impl JobStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Running => "running",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+            JobStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// What `jobs/<id>.json` records about one job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobState {
+    pub id: String,
+    pub index: usize,
+    pub seed: u64,
+    pub overrides: BTreeMap<String, toml::Value>,
+    pub status: JobStatus,
+    pub run_dir: String,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub exit_code: Option<i32>,
+    pub attempts: u32,
+    pub error: Option<String>,
+    pub final_metrics: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A sweep directory: the spec, the manifest of jobs (stable order), states, runs, logs.
+pub struct SweepDir {
+    pub dir: PathBuf,
+    pub spec: SweepSpec,
+    pub jobs: Vec<Job>,
+}
+
+impl SweepDir {
+    /// Creates (or reopens, when the same sweep ran before) `<root>/sweeps/<name>/`. New jobs
+    /// are added to the manifest; existing ones keep their index, state and run directory.
+    pub fn prepare(root: &Path, spec: SweepSpec, spec_text: &str) -> Result<Self> {
+        let dir = root.join("sweeps").join(&spec.name);
+        for sub in [STATES, RUNS, LOGS] {
+            std::fs::create_dir_all(dir.join(sub))
+                .with_context(|| format!("creating {}", dir.join(sub).display()))?;
+        }
+        let mut jobs: Vec<Job> = read_json(&dir.join(MANIFEST)).unwrap_or_default();
+        for j in spec.expand()? {
+            if !jobs.iter().any(|k| k.id == j.id) {
+                jobs.push(j);
+            }
+        }
+        write_atomic(&dir.join(SPEC), spec_text.as_bytes())?;
+        write_atomic(
+            &dir.join(MANIFEST),
+            serde_json::to_string_pretty(&jobs)?.as_bytes(),
+        )?;
+        let sd = SweepDir { dir, spec, jobs };
+        for (i, j) in sd.jobs.iter().enumerate() {
+            if sd.state(j).is_err() {
+                sd.write_state(&sd.fresh_state(i, j))?;
+            }
+        }
+        Ok(sd)
+    }
+
+    pub fn open(dir: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(dir.join(SPEC))
+            .map_err(|_| anyhow!("{} is not a sweep directory (no {SPEC})", dir.display()))?;
+        let spec = SweepSpec::parse(&text, &dir.join(SPEC).display().to_string())?;
+        let jobs = read_json(&dir.join(MANIFEST))?;
+        Ok(SweepDir {
+            dir: dir.to_path_buf(),
+            spec,
+            jobs,
+        })
+    }
+
+    fn fresh_state(&self, index: usize, j: &Job) -> JobState {
+        JobState {
+            id: j.id.clone(),
+            index,
+            seed: j.seed,
+            overrides: j.overrides.clone(),
+            status: JobStatus::Pending,
+            run_dir: self.run_dir(j).display().to_string(),
+            start: None,
+            end: None,
+            exit_code: None,
+            attempts: 0,
+            error: None,
+            final_metrics: Default::default(),
+        }
+    }
+
+    pub fn run_dir(&self, j: &Job) -> PathBuf {
+        self.dir.join(RUNS).join(&j.id)
+    }
+
+    pub fn state(&self, j: &Job) -> Result<JobState> {
+        read_json(&self.dir.join(STATES).join(format!("{}.json", j.id)))
+    }
+
+    pub fn states(&self) -> Result<Vec<JobState>> {
+        self.jobs.iter().map(|j| self.state(j)).collect()
+    }
+
+    fn write_state(&self, s: &JobState) -> Result<()> {
+        write_atomic(
+            &self.dir.join(STATES).join(format!("{}.json", s.id)),
+            serde_json::to_string_pretty(s)?.as_bytes(),
+        )
+    }
+
+    /// The command that runs (or resumes) a job: an ordinary stochlab run.
+    fn command(&self, exe: &Path, j: &Job, flags: &[String]) -> Result<Command> {
+        let run_dir = self.run_dir(j);
+        let mut c = Command::new(exe);
+        if run_dir.join(run::RUN_JSON).exists() {
+            c.args(["train", "--resume"]).arg(&run_dir);
+        } else {
+            let command = if self.spec.command.is_empty() {
+                "train"
+            } else {
+                self.spec.command.as_str()
+            };
+            c.arg(command)
+                .arg(&self.spec.experiment)
+                .args(j.args())
+                .args(["--seed", &j.seed.to_string()])
+                .arg("--run-dir")
+                .arg(&run_dir);
+            c.args(flags);
+        }
+        c.arg("--quiet");
+        Ok(c)
+    }
+
+    /// Runs one job to the end in a child process (forwarding `stop` as SIGTERM) and records
+    /// its state. `retry_failed`: a failed job starts again from scratch.
+    pub fn run_job(
+        &self,
+        index: usize,
+        exe: &Path,
+        flags: &[String],
+        env: &[(String, String)],
+        stop: &AtomicBool,
+        retry_failed: bool,
+    ) -> Result<JobState> {
+        let j = &self.jobs[index];
+        let mut st = self.state(j).unwrap_or_else(|_| self.fresh_state(index, j));
+        let run_dir = self.run_dir(j);
+        if st.status == JobStatus::Completed {
+            return Ok(st);
+        }
+        if run_dir.join(run::RUN_JSON).exists() {
+            let info = run::read_info(&run_dir)?;
+            match info.status {
+                Status::Completed => return self.finish(st, Some(0), &run_dir),
+                Status::Failed if retry_failed => std::fs::remove_dir_all(&run_dir)
+                    .with_context(|| format!("removing {}", run_dir.display()))?,
+                Status::Failed => return Ok(st),
+                _ => {}
+            }
+        }
+        st.status = JobStatus::Running;
+        st.attempts += 1;
+        st.start = Some(chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false));
+        st.end = None;
+        self.write_state(&st)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(LOGS).join(format!("{}.log", j.id)))?;
+        let mut cmd = self.command(exe, j, flags)?;
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting job {}", j.id))?;
+        let mut signalled = false;
+        let status = loop {
+            if let Some(s) = child.try_wait()? {
+                break s;
+            }
+            if stop.load(Ordering::Relaxed) && !signalled {
+                // Let the run finish its step and checkpoint.
+                unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+                signalled = true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        self.finish(st, status.code().or(Some(128 + 9)), &run_dir)
+    }
+
+    /// Records how a job's run ended, from its exit code and run.json.
+    fn finish(&self, mut st: JobState, code: Option<i32>, run_dir: &Path) -> Result<JobState> {
+        st.exit_code = code;
+        st.end = Some(chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false));
+        let info = run::read_info(run_dir).ok();
+        st.status = match info.as_ref().map(|i| i.status) {
+            Some(Status::Completed) if code == Some(0) => JobStatus::Completed,
+            Some(Status::Interrupted) => JobStatus::Interrupted,
+            _ if code == Some(130) || code == Some(143) => JobStatus::Interrupted,
+            _ => JobStatus::Failed,
+        };
+        st.error = match st.status {
+            JobStatus::Failed => Some(
+                info.as_ref()
+                    .and_then(|i| i.error.clone())
+                    .or_else(|| last_line(&self.dir.join(LOGS).join(format!("{}.log", st.id))))
+                    .unwrap_or_else(|| format!("exit code {code:?}")),
+            ),
+            _ => None,
+        };
+        st.final_metrics = info.map(|i| i.final_metrics).unwrap_or_default();
+        self.write_state(&st)?;
+        Ok(st)
+    }
+
+    /// Regenerates jobs.csv: one row per job, a column per swept key, status, times, metrics.
+    pub fn write_jobs_csv(&self) -> Result<PathBuf> {
+        let states = self.states()?;
+        let keys = swept_keys(&states);
+        let metrics = metric_keys(&states);
+        let mut w = csv::Writer::from_writer(vec![]);
+        let mut header: Vec<String> = vec!["job_id".into()];
+        header.extend(keys.iter().cloned());
+        header.extend(
+            [
+                "seed",
+                "status",
+                "run_dir",
+                "start",
+                "end",
+                "exit_code",
+                "attempts",
+                "error",
+            ]
+            .map(String::from),
+        );
+        header.extend(metrics.iter().cloned());
+        w.write_record(&header)?;
+        for s in &states {
+            let mut row = vec![s.id.clone()];
+            row.extend(
+                keys.iter()
+                    .map(|k| s.overrides.get(k).map(spec::value_text).unwrap_or_default()),
+            );
+            row.extend([
+                s.seed.to_string(),
+                s.status.as_str().into(),
+                s.run_dir.clone(),
+                s.start.clone().unwrap_or_default(),
+                s.end.clone().unwrap_or_default(),
+                s.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+                s.attempts.to_string(),
+                s.error.clone().unwrap_or_default(),
+            ]);
+            row.extend(
+                metrics
+                    .iter()
+                    .map(|m| s.final_metrics.get(m).map(json_text).unwrap_or_default()),
+            );
+            w.write_record(&row)?;
+        }
+        let path = self.dir.join("jobs.csv");
+        write_atomic(&path, &w.into_inner()?)?;
+        Ok(path)
+    }
+
+    /// Counts by status, and the failed jobs with their last error line.
+    pub fn status_report(&self) -> Result<String> {
+        let states = self.states()?;
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in &states {
+            *counts.entry(s.status.as_str()).or_default() += 1;
+        }
+        let mut out = format!(
+            "sweep {} ({} jobs): {}\n",
+            self.spec.name,
+            states.len(),
+            counts
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for s in states.iter().filter(|s| s.status == JobStatus::Failed) {
+            out += &format!(
+                "failed {} ({}): {}\n",
+                s.id,
+                overrides_text(s),
+                s.error.clone().unwrap_or_default()
+            );
+        }
+        if let Ok(slurm) = std::fs::read_to_string(self.dir.join("slurm_job_id")) {
+            out += &format!("slurm array job {}", slurm.trim());
+            if let Ok(o) = Command::new("sacct")
+                .args(["-n", "-P", "-X", "--format=JobID,State", "-j", slurm.trim()])
+                .output()
+            {
+                let text = String::from_utf8_lossy(&o.stdout);
+                let mut by: BTreeMap<String, usize> = BTreeMap::new();
+                for l in text.lines().filter_map(|l| l.split('|').nth(1)) {
+                    *by.entry(l.split_whitespace().next().unwrap_or("").to_string())
+                        .or_default() += 1;
+                }
+                out += &format!(
+                    ": sacct {}",
+                    by.iter()
+                        .map(|(k, v)| format!("{v} {k}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            out += "\n";
+        }
+        Ok(out)
+    }
+
+    /// summary.csv: per job, or per group of `group_by` keys with mean, std and count of every
+    /// numeric final metric over the rest (typically seeds).
+    pub fn summary(&self, group_by: &[String]) -> Result<PathBuf> {
+        let states: Vec<JobState> = self
+            .states()?
+            .into_iter()
+            .filter(|s| s.status == JobStatus::Completed)
+            .collect();
+        let metrics: Vec<String> = metric_keys(&states)
+            .into_iter()
+            .filter(|m| {
+                states
+                    .iter()
+                    .any(|s| s.final_metrics.get(m).and_then(|v| v.as_f64()).is_some())
+            })
+            .collect();
+        let keys = if group_by.is_empty() {
+            swept_keys(&states)
+        } else {
+            group_by.to_vec()
+        };
+        let all_keys = swept_keys(&states);
+        for k in &keys {
+            if !all_keys.contains(k) && k != "seed" {
+                bail!(
+                    "--group-by {k}: not a swept key (swept: {})",
+                    all_keys.join(", ")
+                );
+            }
+        }
+        let key_of = |s: &JobState| -> Vec<String> {
+            keys.iter()
+                .map(|k| {
+                    if k == "seed" {
+                        s.seed.to_string()
+                    } else {
+                        s.overrides.get(k).map(spec::value_text).unwrap_or_default()
+                    }
+                })
+                .collect()
+        };
+        let mut groups: Vec<(Vec<String>, Vec<&JobState>)> = vec![];
+        for s in &states {
+            let k = if group_by.is_empty() {
+                let mut k = key_of(s);
+                k.push(s.seed.to_string());
+                k
+            } else {
+                key_of(s)
+            };
+            match groups.iter_mut().find(|(g, _)| *g == k) {
+                Some((_, v)) => v.push(s),
+                None => groups.push((k, vec![s])),
+            }
+        }
+        let mut w = csv::Writer::from_writer(vec![]);
+        let mut header = keys.clone();
+        if group_by.is_empty() {
+            header.push("seed".into());
+        }
+        header.push("count".into());
+        for m in &metrics {
+            header.push(format!("{m}_mean"));
+            header.push(format!("{m}_std"));
+        }
+        w.write_record(&header)?;
+        for (k, members) in &groups {
+            let mut row = k.clone();
+            row.push(members.len().to_string());
+            for m in &metrics {
+                let v: Vec<f64> = members
+                    .iter()
+                    .filter_map(|s| s.final_metrics.get(m).and_then(|x| x.as_f64()))
+                    .collect();
+                let (mean, std) = mean_std(&v);
+                row.push(crate::run::metrics::float(mean));
+                row.push(crate::run::metrics::float(std));
+            }
+            w.write_record(&row)?;
+        }
+        let path = self.dir.join("summary.csv");
+        write_atomic(&path, &w.into_inner()?)?;
+        Ok(path)
+    }
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (m, var.sqrt())
+}
+
+fn swept_keys(states: &[JobState]) -> Vec<String> {
+    let mut keys: Vec<String> = vec![];
+    for s in states {
+        for k in s.overrides.keys() {
+            if !keys.contains(k) {
+                keys.push(k.clone());
+            }
+        }
+    }
+    keys
+}
+
+fn metric_keys(states: &[JobState]) -> Vec<String> {
+    let mut keys: Vec<String> = vec![];
+    for s in states {
+        for k in s.final_metrics.keys() {
+            if !keys.contains(k) {
+                keys.push(k.clone());
+            }
+        }
+    }
+    keys
+}
+
+fn json_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n
+            .as_f64()
+            .map(crate::run::metrics::float)
+            .unwrap_or_else(|| n.to_string()),
+        other => other.to_string(),
+    }
+}
+
+fn overrides_text(s: &JobState) -> String {
+    let mut parts: Vec<String> = s
+        .overrides
+        .iter()
+        .map(|(k, v)| format!("{k}={}", spec::value_text(v)))
+        .collect();
+    parts.push(format!("seed={}", s.seed));
+    parts.join(" ")
+}
+
+fn last_line(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(str::to_string)
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))
+}
+
+/// How the local pool runs jobs.
+pub struct LocalOptions {
+    pub workers: usize,
+    /// GPU indices to pin jobs to (CUDA_VISIBLE_DEVICES), with this many jobs per GPU.
+    pub gpus: Vec<String>,
+    pub jobs_per_gpu: usize,
+    pub fail_fast: bool,
+    pub retries: u32,
+    pub retry_failed: bool,
+    /// Flags passed to every job (--device, --data-dir).
+    pub flags: Vec<String>,
+    pub quiet: bool,
+}
+
+/// Runs every unfinished job with a pool of worker threads, each driving one child process.
+/// Returns the number of failed jobs, or None when the sweep was interrupted.
+pub fn run_local(
+    sd: &SweepDir,
+    opts: &LocalOptions,
+    stop: Arc<AtomicBool>,
+) -> Result<Option<usize>> {
+    let exe = std::env::current_exe().context("locating the stochlab binary")?;
+    let slots: Vec<Option<String>> = if opts.gpus.is_empty() {
+        vec![None; opts.workers.max(1)]
+    } else {
+        opts.gpus
+            .iter()
+            .flat_map(|g| std::iter::repeat_n(Some(g.clone()), opts.jobs_per_gpu.max(1)))
+            .collect()
+    };
+    let todo: VecDeque<usize> = sd
+        .jobs
+        .iter()
+        .enumerate()
+        .filter(|(_, j)| {
+            sd.state(j)
+                .map(|s| s.status != JobStatus::Completed)
+                .unwrap_or(true)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let total = sd.jobs.len();
+    let done_before = total - todo.len();
+    // Jobs running side by side share the cores instead of each taking all of them (torch's
+    // default), which oversubscribes the CPU; a user's own OMP_NUM_THREADS wins.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) / slots.len().max(1);
+    let thread_env: Vec<(String, String)> = match std::env::var("OMP_NUM_THREADS") {
+        Ok(_) => vec![],
+        Err(_) => vec![("OMP_NUM_THREADS".into(), threads.max(1).to_string())],
+    };
+    let queue = Mutex::new(todo);
+    let failed = Mutex::new(0usize);
+    let finished = Mutex::new(done_before);
+    let error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for gpu in &slots {
+            let (queue, failed, finished, error, stop) =
+                (&queue, &failed, &finished, &error, &stop);
+            let mut env: Vec<(String, String)> = gpu
+                .iter()
+                .map(|g| ("CUDA_VISIBLE_DEVICES".to_string(), g.clone()))
+                .collect();
+            env.extend(thread_env.iter().cloned());
+            let exe = exe.clone();
+            scope.spawn(move || loop {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Some(index) = queue.lock().expect("queue").pop_front() else {
+                    return;
+                };
+                let mut attempt = 0;
+                let state = loop {
+                    let retry_failed = opts.retry_failed || attempt > 0;
+                    match sd.run_job(index, &exe, &opts.flags, &env, stop, retry_failed) {
+                        Ok(s)
+                            if s.status == JobStatus::Failed
+                                && attempt < opts.retries
+                                && !stop.load(Ordering::Relaxed) =>
+                        {
+                            attempt += 1
+                        }
+                        Ok(s) => break s,
+                        Err(e) => {
+                            *error.lock().expect("error") = Some(e);
+                            stop.store(true, Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                };
+                let mut n = finished.lock().expect("finished");
+                if state.status == JobStatus::Completed || state.status == JobStatus::Failed {
+                    *n += 1;
+                }
+                if state.status == JobStatus::Failed {
+                    *failed.lock().expect("failed") += 1;
+                    if opts.fail_fast {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+                if !opts.quiet {
+                    eprintln!(
+                        "[sweep {}] {}/{total} done: job {} {} ({:.0}s elapsed){}",
+                        sd.spec.name,
+                        *n,
+                        state.id,
+                        state.status.as_str(),
+                        start.elapsed().as_secs_f64(),
+                        state
+                            .error
+                            .as_ref()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
+                    );
+                }
+            });
+        }
+    });
+    sd.write_jobs_csv()?;
+    if let Some(e) = error.into_inner().expect("error") {
+        return Err(e);
+    }
+    let failed = failed.into_inner().expect("failed");
+    let unfinished = sd
+        .states()?
+        .iter()
+        .any(|s| s.status != JobStatus::Completed && s.status != JobStatus::Failed);
+    Ok(
+        if unfinished && stop.load(Ordering::Relaxed) && !(opts.fail_fast && failed > 0) {
+            None
+        } else {
+            Some(failed)
+        },
+    )
+}
