@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := source scripts/torch-env.sh &&
 BIN := target/release/stochlab
 
-.PHONY: setup build run test lint data data-mnist data-fashion-mnist data-sklearn data-mnist5k bench gpu-check clean
+.PHONY: setup build run test test-slurm lint data data-mnist data-fashion-mnist data-sklearn data-mnist5k bench gpu-check clean
 
 ## setup: make libtorch 2.11.0 available (cached in ~/.cache/stochlab, shared by clones)
 setup:
@@ -22,6 +22,10 @@ run: build
 ## test: unit tests and CLI end-to-end tests (fetches the small digits and mnist5k sets first)
 test: build data-sklearn data-mnist5k
 	$(ENV) cargo test --release
+
+## test-slurm: a real single-node Slurm runs a sweep as a job array and resumes a requeued task (root)
+test-slurm: build
+	bash scripts/slurm-test.sh
 
 ## lint: formatting and clippy, as required before committing
 lint: setup

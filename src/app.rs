@@ -389,7 +389,7 @@ fn sweep(g: &GlobalOpts, args: Box<crate::cli::SweepArgs>) -> Result<i32> {
     }
     let target = args.target.clone().unwrap_or_default();
     let path = PathBuf::from(&target);
-    let (mut spec, text) = if path.is_file() || target.ends_with(".toml") {
+    let mut spec = if path.is_file() || target.ends_with(".toml") {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| anyhow!("cannot read sweep file {target}: {e}"))?;
         let mut spec = SweepSpec::parse(&text, &target)?;
@@ -407,8 +407,7 @@ fn sweep(g: &GlobalOpts, args: Box<crate::cli::SweepArgs>) -> Result<i32> {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
         }
-        let text = toml::to_string_pretty(&spec)?;
-        (spec, text)
+        spec
     } else {
         let mut spec = SweepSpec::from_cli(&target, &args.overrides)?;
         use sha2::Digest;
@@ -421,12 +420,13 @@ fn sweep(g: &GlobalOpts, args: Box<crate::cli::SweepArgs>) -> Result<i32> {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         );
-        let text = toml::to_string_pretty(&spec)?;
-        (spec, text)
+        spec
     };
     if let Some(n) = args.name {
         spec.name = n;
     }
+    // The sweep directory keeps the sweep as it ran: file, command-line additions and name.
+    let text = toml::to_string_pretty(&spec)?;
     let entry = experiments::find(&spec.experiment)?;
     // Every job's config must resolve before anything runs.
     for job in spec.expand()? {

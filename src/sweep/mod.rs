@@ -347,13 +347,15 @@ impl SweepDir {
                     *by.entry(l.split_whitespace().next().unwrap_or("").to_string())
                         .or_default() += 1;
                 }
-                out += &format!(
-                    ": sacct {}",
-                    by.iter()
-                        .map(|(k, v)| format!("{v} {k}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
+                if !by.is_empty() {
+                    out += &format!(
+                        ": sacct {}",
+                        by.iter()
+                            .map(|(k, v)| format!("{v} {k}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
             }
             out += "\n";
         }
