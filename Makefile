@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := source scripts/torch-env.sh &&
 BIN := target/release/stochlab
 
-.PHONY: setup build run test test-slurm lint data data-mnist data-fashion-mnist data-sklearn data-mnist5k bench gpu-check clean
+.PHONY: setup build run test test-slurm lint bench-ib data data-mnist data-fashion-mnist data-sklearn data-mnist5k bench gpu-check clean
 
 ## setup: make libtorch 2.11.0 available (cached in ~/.cache/stochlab, shared by clones)
 setup:
@@ -46,6 +46,10 @@ bench: build
 	@if [ -f "$${STOCHLAB_DATA:-data}/mnist/train-images-idx3-ubyte" ]; then \
 	  $(ENV) python3 bench/data_epoch.py --compare --bin $(BIN); \
 	else echo "bench: skipping data-epoch (needs MNIST: make data-mnist)"; fi
+
+## bench-ib: the ib-tishby benchmark (paper configuration, 1 and 50 seeds vs a PyTorch+NumPy reference; ~10 min)
+bench-ib: build
+	$(ENV) python3 bench/ib_reference.py --compare --bin $(BIN)
 
 ## gpu-check: every experiment's smoke config on CUDA vs CPU (needs a GPU)
 gpu-check:

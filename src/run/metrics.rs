@@ -45,6 +45,22 @@ pub fn float(v: f64) -> String {
     format!("{v:?}")
 }
 
+/// Mean and sample standard deviation (std 0 for one value; NaN for none): the summary over
+/// seeds that experiments and sweeps report.
+pub fn mean_std(v: &[f64]) -> (f64, f64) {
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
 impl Cell {
     /// Shortest text that reads back to the same value, so CSVs compare exactly.
     pub fn render(&self) -> String {

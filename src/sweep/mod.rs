@@ -9,6 +9,7 @@ pub mod slurm;
 pub mod spec;
 
 use crate::run::fsutil::write_atomic;
+use crate::run::metrics::mean_std;
 use crate::run::{self, Status};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -448,42 +449,27 @@ impl SweepDir {
     }
 }
 
-fn mean_std(v: &[f64]) -> (f64, f64) {
-    if v.is_empty() {
-        return (f64::NAN, f64::NAN);
+/// Every key of the maps, in order of first appearance.
+fn union_keys<'a, V: 'a>(
+    maps: impl Iterator<Item = impl Iterator<Item = (&'a String, V)>>,
+) -> Vec<String> {
+    let mut keys: Vec<String> = vec![];
+    for m in maps {
+        for (k, _) in m {
+            if !keys.contains(k) {
+                keys.push(k.clone());
+            }
+        }
     }
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (m, var.sqrt())
+    keys
 }
 
 fn swept_keys(states: &[JobState]) -> Vec<String> {
-    let mut keys: Vec<String> = vec![];
-    for s in states {
-        for k in s.overrides.keys() {
-            if !keys.contains(k) {
-                keys.push(k.clone());
-            }
-        }
-    }
-    keys
+    union_keys(states.iter().map(|s| s.overrides.iter()))
 }
 
 fn metric_keys(states: &[JobState]) -> Vec<String> {
-    let mut keys: Vec<String> = vec![];
-    for s in states {
-        for k in s.final_metrics.keys() {
-            if !keys.contains(k) {
-                keys.push(k.clone());
-            }
-        }
-    }
-    keys
+    union_keys(states.iter().map(|s| s.final_metrics.iter()))
 }
 
 fn json_text(v: &serde_json::Value) -> String {
