@@ -70,7 +70,7 @@ fn trajectories_match_torch_optim() {
     for case in &f.cases {
         let cfg = config(case);
         let mut opt = Optimizer::new(variables(&f), &cfg).unwrap();
-        let mut recorded = f.expected_iter(case);
+        let mut recorded = case.expected.iter();
         for (t, g) in f.grads.iter().enumerate() {
             set_grads(&mut opt, g);
             opt.step();
@@ -87,12 +87,6 @@ fn trajectories_match_torch_optim() {
                 );
             }
         }
-    }
-}
-
-impl Fixture {
-    fn expected_iter<'a>(&self, case: &'a Case) -> std::slice::Iter<'a, Vec<f64>> {
-        case.expected.iter()
     }
 }
 
