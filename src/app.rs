@@ -18,7 +18,7 @@ pub fn main(cli: Cli) -> Result<i32> {
         Command::Train(args) => train(&g, args, "train"),
         Command::Eval(args) => eval(&g, args),
         Command::IbAnalyze(args) => train(&g, args, "ib-analyze"),
-        Command::Sweep(args) => sweep(&g, args),
+        Command::Sweep(args) => crate::sweep::command::main(&g, *args),
         Command::Config(args) => show_config(&g, args),
         Command::Plot { run_dir } => {
             for p in crate::plot::plot(&run_dir)? {
@@ -84,7 +84,11 @@ fn options(g: &GlobalOpts) -> Result<RunOptions> {
 }
 
 /// Defaults + smoke sizes + overrides for an experiment, completed and checked.
-fn resolve(g: &GlobalOpts, entry: &Entry, overrides: &[String]) -> Result<(toml::Table, u64)> {
+pub(crate) fn resolve(
+    g: &GlobalOpts,
+    entry: &Entry,
+    overrides: &[String],
+) -> Result<(toml::Table, u64)> {
     let local = PathBuf::from("experiments").join(format!("{}.toml", entry.name));
     let source = match (&g.config, local.exists()) {
         (Some(path), _) => Source::File(path),
@@ -320,170 +324,6 @@ fn data_list(g: &GlobalOpts) -> Result<i32> {
         "csv"
     );
     Ok(0)
-}
-
-/// Flags every job of a sweep inherits from the sweep's command line.
-fn job_flags(g: &GlobalOpts) -> Vec<String> {
-    let mut f = vec!["--device".to_string(), g.device.clone()];
-    if let Some(d) = &g.data_dir {
-        f.extend(["--data-dir".to_string(), d.display().to_string()]);
-    }
-    if let Some(c) = &g.config {
-        f.extend(["--config".to_string(), c.display().to_string()]);
-    }
-    if g.smoke {
-        f.push("--smoke".to_string());
-    }
-    f
-}
-
-/// SIGINT/SIGTERM set this flag; a sweep stops launching jobs and forwards SIGTERM to its
-/// running jobs, which checkpoint.
-fn stop_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, std::sync::Arc::clone(&stop))?;
-    }
-    Ok(stop)
-}
-
-fn sweep(g: &GlobalOpts, args: Box<crate::cli::SweepArgs>) -> Result<i32> {
-    use crate::cli::SweepAction;
-    use crate::sweep::{spec::SweepSpec, JobStatus, SweepDir};
-    match args.action {
-        Some(SweepAction::Status { dir }) => {
-            print!("{}", SweepDir::open(&dir)?.status_report()?);
-            return Ok(0);
-        }
-        Some(SweepAction::Summary { dir, group_by }) => {
-            println!("{}", SweepDir::open(&dir)?.summary(&group_by)?.display());
-            return Ok(0);
-        }
-        Some(SweepAction::RunTask { dir, index }) => {
-            let sd = SweepDir::open(&dir)?;
-            if index >= sd.jobs.len() {
-                bail!(
-                    "--index {index}: the sweep has {} jobs (0..{})",
-                    sd.jobs.len(),
-                    sd.jobs.len().saturating_sub(1)
-                );
-            }
-            let stop = stop_flag()?;
-            let st = sd.run_job(
-                index,
-                &std::env::current_exe()?,
-                &job_flags(g),
-                &[],
-                &stop,
-                false,
-            )?;
-            sd.write_jobs_csv()?;
-            println!("job {} {:?}", st.id, st.status);
-            return Ok(match st.status {
-                JobStatus::Completed => 0,
-                JobStatus::Interrupted => 143,
-                _ => 1,
-            });
-        }
-        None => {}
-    }
-    let target = args.target.clone().unwrap_or_default();
-    let path = PathBuf::from(&target);
-    let mut spec = if path.is_file() || target.ends_with(".toml") {
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| anyhow!("cannot read sweep file {target}: {e}"))?;
-        let mut spec = SweepSpec::parse(&text, &target)?;
-        if !args.overrides.is_empty() {
-            let extra = SweepSpec::from_cli(&spec.experiment, &args.overrides)?;
-            spec.base.extend(extra.base);
-            spec.grid.extend(extra.grid);
-            if extra.seeds.is_some() {
-                spec.seeds = extra.seeds;
-            }
-        }
-        if spec.name.is_empty() {
-            spec.name = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-        }
-        spec
-    } else {
-        let mut spec = SweepSpec::from_cli(&target, &args.overrides)?;
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(args.overrides.join(" ").as_bytes());
-        spec.name = format!(
-            "{target}-{}",
-            digest
-                .iter()
-                .take(4)
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        );
-        spec
-    };
-    if let Some(n) = args.name {
-        spec.name = n;
-    }
-    // The sweep directory keeps the sweep as it ran: file, command-line additions and name.
-    let text = toml::to_string_pretty(&spec)?;
-    let entry = experiments::find(&spec.experiment)?;
-    // Every job's config must resolve before anything runs.
-    for job in spec.expand()? {
-        resolve(g, entry, &job.args())
-            .map_err(|e| anyhow!("job {} ({}): {e}", job.id, job.args().join(" ")))?;
-    }
-    let sd = SweepDir::prepare(&g.results, spec, &text)?;
-    if args.backend == "slurm" {
-        let o = crate::sweep::slurm::SlurmOptions {
-            partition: args.partition,
-            time: args.time,
-            gpus_per_task: args.gpus_per_task,
-            cpus_per_task: args.cpus_per_task,
-            mem: args.mem,
-            max_concurrent: args.max_concurrent,
-            extra: args.sbatch_arg,
-            requeue: args.requeue,
-        };
-        let (script, id) = crate::sweep::slurm::submit(&sd, &o, &job_flags(g), args.dry_run)?;
-        match id {
-            None => print!("{script}"),
-            Some(id) => println!(
-                "submitted {} jobs as Slurm array {id}; follow with: stochlab sweep status {}",
-                sd.jobs.len(),
-                sd.dir.display()
-            ),
-        }
-        return Ok(0);
-    }
-    if args.backend != "local" {
-        bail!("--backend {}: use local or slurm", args.backend);
-    }
-    let gpus = match args.gpus.as_deref() {
-        None => vec![],
-        Some("all") => (0..tch::Cuda::device_count())
-            .map(|i| i.to_string())
-            .collect(),
-        Some(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
-    };
-    let opts = crate::sweep::LocalOptions {
-        workers: args.workers,
-        gpus,
-        jobs_per_gpu: args.jobs_per_gpu,
-        fail_fast: args.fail_fast,
-        retries: args.retries,
-        retry_failed: args.retry_failed,
-        flags: job_flags(g),
-        quiet: g.quiet,
-    };
-    let outcome = crate::sweep::run_local(&sd, &opts, stop_flag()?)?;
-    print!("{}", sd.status_report()?);
-    println!("{}", sd.dir.join("jobs.csv").display());
-    Ok(match outcome {
-        None => 130,
-        Some(0) => 0,
-        Some(_) => 1,
-    })
 }
 
 fn bench(g: &GlobalOpts, args: BenchArgs) -> Result<i32> {

@@ -5,6 +5,7 @@
 //! Each job's state lives in its own file (`jobs/<id>.json`, written atomically), so concurrent
 //! tasks never share a file; `jobs.csv` is regenerated from them.
 
+pub mod command;
 pub mod slurm;
 pub mod spec;
 
