@@ -201,6 +201,10 @@ impl SweepDir {
                 Status::Failed => return Ok(st),
                 _ => {}
             }
+        } else if run_dir.exists() {
+            // Stopped before its run.json was written: nothing to resume, start it afresh.
+            std::fs::remove_dir_all(&run_dir)
+                .with_context(|| format!("removing {}", run_dir.display()))?;
         }
         st.status = JobStatus::Running;
         st.attempts += 1;
@@ -233,7 +237,14 @@ impl SweepDir {
             }
             std::thread::sleep(Duration::from_millis(5));
         };
-        self.finish(st, status.code().or(Some(128 + 9)), &run_dir)
+        // A job killed by a signal (e.g. the SIGTERM forwarded above, before it installed its
+        // handlers) reports 128 + signal, as a shell would.
+        use std::os::unix::process::ExitStatusExt;
+        self.finish(
+            st,
+            status.code().or_else(|| status.signal().map(|s| 128 + s)),
+            &run_dir,
+        )
     }
 
     /// Records how a job's run ended, from its exit code and run.json.
