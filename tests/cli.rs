@@ -963,3 +963,49 @@ fn slurm_dry_run_writes_an_array_script_and_run_task_runs_one_job() {
     );
     assert_eq!(jobs.iter().filter(|j| j["status"] == "pending").count(), 3);
 }
+
+#[test]
+fn a_sweep_stopped_while_its_job_starts_up_recovers_on_rerun() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "sweep",
+        "classifier",
+        "optim.lr=0.01,0.02",
+        "--smoke",
+        "--name",
+        "early",
+        "-q",
+    ];
+    let mut child = bin()
+        .args(args)
+        .arg("--results")
+        .arg(tmp.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Give the sweep time to start its first job, but not for the job to install its handlers.
+    let dir = tmp.path().join("sweeps/early");
+    for _ in 0..400 {
+        if std::fs::read_dir(dir.join("logs"))
+            .map(|d| d.count() > 0)
+            .unwrap_or(false)
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let code = child.wait().unwrap().code();
+    assert!(code == Some(130) || code == Some(0), "{code:?}");
+    let out = run(&args, tmp.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        jobs_csv(&dir).iter().all(|j| j["status"] == "completed"),
+        "{:?}",
+        jobs_csv(&dir)
+    );
+}
