@@ -10,7 +10,6 @@ pub enum Stream {
     Init = 2,
     Shuffle = 3,
     Step = 4,
-    Eval = 5,
 }
 
 /// splitmix64 finaliser: well-mixed 64-bit outputs from structured inputs.

@@ -7,6 +7,9 @@ use std::process::{Command, Output, Stdio};
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_stochlab"));
     c.env("STOCHLAB_PROGRESS_SECS", "0");
+    // The harness runs tests side by side on a small machine: one torch thread per process
+    // keeps them from spinning against each other (a 5× slowdown was seen without it).
+    c.env("OMP_NUM_THREADS", "1");
     c
 }
 

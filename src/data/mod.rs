@@ -151,12 +151,6 @@ impl Split {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    pub fn to(&self, device: Device) -> Split {
-        Split {
-            x: self.x.to_device(device),
-            y: self.y.to_device(device),
-        }
-    }
 
     /// The rows `idx` (host indices) as a new split.
     pub fn select(&self, idx: &[usize]) -> Split {
@@ -277,12 +271,6 @@ impl Dataset {
         } else {
             self.augment.apply(&x, &self.background)
         }
-    }
-}
-
-impl Dataset {
-    pub fn input_numel(&self) -> i64 {
-        self.input_shape.iter().product()
     }
 }
 

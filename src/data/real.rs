@@ -107,6 +107,18 @@ pub fn cifar10(data_dir: &Path) -> Result<Raw> {
     })
 }
 
+/// A table without a standard test split (one is carved out later).
+fn tabular(x: Tensor, y: Tensor, n_classes: i64) -> Raw {
+    let input_shape = vec![x.size()[1]];
+    Raw {
+        input_shape,
+        train: Split { x, y },
+        test: None,
+        n_classes,
+        kind: SourceKind::Tabular,
+    }
+}
+
 /// Features and integer labels from a table whose last column is the label.
 fn features_and_labels(t: &Table, origin: &Path) -> Result<(Tensor, Tensor, i64)> {
     if t.cols < 2 {
@@ -157,13 +169,7 @@ pub fn sklearn_table(name: &str, data_dir: &Path) -> Result<Raw> {
             );
         }
     }
-    Ok(Raw {
-        input_shape: vec![x.size()[1]],
-        train: Split { x, y },
-        test: None,
-        n_classes: k,
-        kind: SourceKind::Tabular,
-    })
+    Ok(tabular(x, y, k))
 }
 
 /// A CSV of square grey images, one per row: `side²` pixel columns with values 0..`max`, then
@@ -212,11 +218,5 @@ pub fn user_csv(path: &str) -> Result<Raw> {
     }
     let t = formats::read_csv(path)?;
     let (x, y, k) = features_and_labels(&t, path)?;
-    Ok(Raw {
-        input_shape: vec![x.size()[1]],
-        train: Split { x, y },
-        test: None,
-        n_classes: k,
-        kind: SourceKind::Tabular,
-    })
+    Ok(tabular(x, y, k))
 }

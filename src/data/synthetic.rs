@@ -291,10 +291,18 @@ mod tests {
         for c in Vec::<f32>::try_from(&corr).unwrap() {
             assert!((c as f64 - rho[0]).abs() < 0.01, "{c} vs {}", rho[0]);
         }
+        // Teacher targets: a fixed function of x (noise 0), noise adding the requested std.
         let t = Teacher::new(5, 8);
-        let (tx, ty) = t.sample(64, 0.0);
-        assert_eq!((tx.size(), ty.size()), (vec![64, 5], vec![64]));
-        let (_, ty2) = (tx.shallow_clone(), t.sample(64, 0.0).1);
-        assert_eq!(ty2.size(), vec![64]);
+        let (tx, ty) = t.sample(4096, 0.0);
+        assert_eq!((tx.size(), ty.size()), (vec![4096, 5], vec![4096]));
+        let (h, d) = (8.0f64, 5.0f64);
+        let again = (tx.matmul(&t.w.tr()) / d.sqrt()).tanh().matmul(&t.v) / h.sqrt();
+        assert!(again.allclose(&ty, 1e-6, 1e-6, false));
+        tch::manual_seed(5);
+        let (_, clean) = t.sample(4096, 0.0);
+        tch::manual_seed(5);
+        let (_, noisy) = t.sample(4096, 0.3);
+        let extra = (noisy - clean).std(true).double_value(&[]);
+        assert!((extra - 0.3).abs() < 0.02, "{extra}");
     }
 }
