@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := source scripts/torch-env.sh &&
 BIN := target/release/stochlab
 
-.PHONY: setup build run test test-slurm lint bench-ib data data-mnist data-fashion-mnist data-sklearn data-mnist5k bench gpu-check clean
+.PHONY: setup build run test test-slurm lint bench-ib bench-mi data data-mnist data-fashion-mnist data-sklearn data-mnist5k bench gpu-check clean
 
 ## setup: make libtorch 2.11.0 available (cached in ~/.cache/stochlab, shared by clones)
 setup:
@@ -46,6 +46,12 @@ bench: build
 	@if [ -f "$${STOCHLAB_DATA:-data}/mnist/train-images-idx3-ubyte" ]; then \
 	  $(ENV) python3 bench/data_epoch.py --compare --bin $(BIN); \
 	else echo "bench: skipping data-epoch (needs MNIST: make data-mnist)"; fi
+	$(MAKE) --no-print-directory bench-mi
+
+## bench-mi: KSG mutual information vs the npeet-plus package (installed into the cached venv)
+bench-mi: build
+	$(ENV) python3 -c "import npeet_plus" 2>/dev/null || $(ENV) python3 -m pip install -q "npeet-plus==0.2.0"
+	$(ENV) python3 bench/ksg_npeet.py --bin $(BIN)
 
 ## bench-ib: the ib-tishby benchmark (paper configuration, 1 and 50 seeds vs a PyTorch+NumPy reference; ~10 min)
 bench-ib: build

@@ -18,10 +18,80 @@ pub fn run(args: &BenchArgs, device: Device, data_dir: &Path) -> Result<String> 
         "classifier-step" => classifier_step(args, device),
         "data-epoch" => data_epoch(args, device, data_dir),
         "adam-step" => adam_step(args, device),
+        "ksg" => ksg(args, device),
         other => {
-            bail!("unknown benchmark `{other}`; available: classifier-step, data-epoch, adam-step")
+            bail!("unknown benchmark `{other}`; available: classifier-step, data-epoch, adam-step, ksg")
         }
     }
+}
+
+/// Seconds per KSG estimate (`--steps` timed repeats after `--warmup`, median) on a user's
+/// sample, as `bench/ksg_npeet.py` times npeet-plus's `mi()`: no standardisation, 1e-10 jitter.
+fn ksg(args: &BenchArgs, device: Device) -> Result<String> {
+    use crate::info::mi::{self, MiEstimator, MiParams, Preprocess, Var};
+    let Some(path) = &args.input else {
+        bail!("bench ksg needs --input FILE.csv (headerless numbers; X = first --dx columns)");
+    };
+    // Full f64 precision, as numpy hands the same numbers to npeet.
+    let mut rows: Vec<Vec<f64>> = vec![];
+    for rec in csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_path(path)?
+        .records()
+    {
+        let rec = rec?;
+        rows.push(
+            rec.iter()
+                .map(|v| v.trim().parse::<f64>())
+                .collect::<Result<_, _>>()?,
+        );
+    }
+    let n = rows.len() as i64;
+    let d = rows.first().map_or(0, Vec::len);
+    if args.dx == 0 || args.dx >= d {
+        bail!(
+            "--dx {} must leave columns for both X and Y ({} has {d})",
+            args.dx,
+            path.display()
+        );
+    }
+    let flat: Vec<f64> = rows.into_iter().flatten().collect();
+    let all = Tensor::from_slice(&flat)
+        .view([n, d as i64])
+        .to_device(device);
+    let (x, y) = (
+        all.narrow(1, 0, args.dx as i64),
+        all.narrow(1, args.dx as i64, (d - args.dx) as i64),
+    );
+    let params = MiParams {
+        k: args.k,
+        preprocess: Preprocess::None,
+        ..Default::default()
+    };
+    let mut times = vec![];
+    let mut estimate = 0.0;
+    for i in 0..args.warmup + args.steps {
+        tch::manual_seed(i as i64);
+        let start = Instant::now();
+        estimate = mi::mutual_information(MiEstimator::Ksg, &params, &x, Var::Continuous(&y))?;
+        if i >= args.warmup {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(serde_json::json!({
+        "bench": "ksg",
+        "impl": "stochlab",
+        "device": crate::device::name(device),
+        "n": n,
+        "dx": args.dx,
+        "dy": d - args.dx,
+        "k": args.k,
+        "seconds": times.get(times.len() / 2).copied().unwrap_or(f64::NAN),
+        "mi_nats": estimate,
+        "threads": crate::info::knn::threads(),
+    })
+    .to_string())
 }
 
 /// Seconds per Adam step over a ResNet-20's parameters (about 0.27M in 65 tensors), with

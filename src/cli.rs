@@ -78,6 +78,9 @@ pub enum Command {
     },
     /// Print the resolved config of an experiment (defaults + overrides) without running it.
     Config(ConfigArgs),
+    /// Mutual information between column groups of your own CSV (e.g. dumped activations):
+    /// stochlab mi acts.csv --x 'h*' --y label --estimator ksg --k 5 --bootstrap 200.
+    Mi(Box<MiArgs>),
     /// Micro-benchmarks used by `make bench` (prints one JSON line).
     Bench(BenchArgs),
     /// Print shell completions: stochlab completions bash > /etc/bash_completion.d/stochlab.
@@ -99,6 +102,63 @@ pub struct TrainArgs {
     /// Create the run exactly here instead of results/<experiment>/<timestamp>-<id> (sweeps).
     #[arg(long, hide = true)]
     pub run_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct MiArgs {
+    /// A CSV file with a header row.
+    pub file: PathBuf,
+    /// Columns of X: names, 0-based indices, ranges `2-9`, or prefixes `h*`, comma-separated.
+    #[arg(long)]
+    pub x: String,
+    /// Columns of Y, the same way. One integer or text column is read as a discrete label.
+    #[arg(long)]
+    pub y: String,
+    #[arg(long, value_enum, default_value = "ksg")]
+    pub estimator: crate::info::mi::MiEstimator,
+    /// Neighbours (ksg, kl).
+    #[arg(long, default_value_t = 5)]
+    pub k: usize,
+    /// Compress each continuous side wider than D first: none, pca:D or ae:D.
+    #[arg(long, default_value = "none")]
+    pub compress: crate::info::compress::Compressor,
+    /// Fit the compressor on this fraction of the rows and estimate on the rest (0: fit and
+    /// estimate on all rows).
+    #[arg(long, default_value_t = 0.0)]
+    pub fit_fraction: f64,
+    #[arg(long, value_enum, default_value = "nats")]
+    pub units: crate::info::mi::Units,
+    /// How to read Y: auto (a single integer or text column with at most 50 values is a label).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub y_type: YType,
+    #[arg(long, value_enum, default_value = "standardize")]
+    pub preprocess: crate::info::mi::Preprocess,
+    /// kl: Berrett–Samworth–Yuan weighted estimator.
+    #[arg(long)]
+    pub weighted: bool,
+    /// binning: bins per column.
+    #[arg(long, default_value_t = 10)]
+    pub bins: i64,
+    /// kde: kernel width in standard deviations (0: Silverman's rule).
+    #[arg(long, default_value_t = 0.0)]
+    pub bandwidth: f64,
+    /// Confidence interval from N subsamples of half the rows, drawn without replacement
+    /// (resampling with replacement would put duplicate points at distance 0 and bias k-NN
+    /// estimates upward). It reflects sampling variability, not estimator bias.
+    #[arg(long, default_value_t = 0)]
+    pub bootstrap: usize,
+    #[arg(long, default_value_t = 0.95)]
+    pub confidence: f64,
+    /// Print one JSON object instead of a sentence.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum YType {
+    Auto,
+    Continuous,
+    Discrete,
 }
 
 #[derive(Subcommand, Debug)]
@@ -217,4 +277,11 @@ pub struct BenchArgs {
     /// Untimed steps first.
     #[arg(long, default_value_t = 30)]
     pub warmup: usize,
+    /// `ksg`: a headerless numeric CSV, X in the first `--dx` columns, Y in the rest.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    #[arg(long, default_value_t = 2)]
+    pub dx: usize,
+    #[arg(long, default_value_t = 3)]
+    pub k: usize,
 }

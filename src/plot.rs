@@ -83,8 +83,17 @@ pub fn plot(run_dir: &Path) -> Result<Vec<PathBuf>> {
     crate::run::read_info(run_dir)?;
     load_font()?;
     let mut made = vec![];
-    if run_dir.join("ib_summary.csv").exists() {
-        let plane = Csv::read(&run_dir.join("ib_summary.csv"))?;
+    let single_seed_plane = || {
+        Csv::read(&run_dir.join("ib.csv"))
+            .ok()
+            .filter(|c| c.col("I_XT").is_ok() && c.col("seed").is_err() && !c.rows.is_empty())
+    };
+    let plane = if run_dir.join("ib_summary.csv").exists() {
+        Some(Csv::read(&run_dir.join("ib_summary.csv"))?)
+    } else {
+        single_seed_plane()
+    };
+    if let Some(plane) = plane {
         made.extend(both(
             run_dir,
             "information_plane",
@@ -106,6 +115,16 @@ pub fn plot(run_dir: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     let metrics = Csv::read(&run_dir.join(crate::run::METRICS_CSV))?;
+    if metrics.col("true_mi").is_ok() && metrics.col("estimate").is_ok() && !metrics.rows.is_empty()
+    {
+        made.extend(both(
+            run_dir,
+            "mi_estimates",
+            (1000, 750),
+            |a| mi_estimates(a, &metrics),
+            |a| mi_estimates(a, &metrics),
+        )?);
+    }
     if metrics.col("epoch").is_ok() && metrics.col("test_loss").is_ok() && !metrics.rows.is_empty()
     {
         made.extend(both(
@@ -137,7 +156,18 @@ fn information_plane<DB: DrawingBackend>(
     csv: &Csv,
 ) -> Result<()> {
     let (ce, cl, cest) = (csv.col("epoch")?, csv.col("layer")?, csv.col("estimator")?);
-    let (cx, cy) = (csv.col("I_XT_mean")?, csv.col("I_TY_mean")?);
+    // ib_summary.csv (mean over seeds) or a single-seed ib.csv.
+    let summary = csv.col("I_XT_mean").is_ok();
+    let (cx, cy) = if summary {
+        (csv.col("I_XT_mean")?, csv.col("I_TY_mean")?)
+    } else {
+        (csv.col("I_XT")?, csv.col("I_TY")?)
+    };
+    let units = csv
+        .col("units")
+        .ok()
+        .and_then(|c| csv.rows.first().map(|r| r[c].clone()))
+        .unwrap_or_else(|| "bits".into());
     let estimator = csv
         .rows
         .first()
@@ -158,7 +188,11 @@ fn information_plane<DB: DrawingBackend>(
     area.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(&area)
         .caption(
-            format!("Information plane ({estimator}, mean over seeds)"),
+            if summary {
+                format!("Information plane ({estimator}, mean over seeds)")
+            } else {
+                format!("Information plane ({estimator})")
+            },
             ("sans-serif", 22),
         )
         .margin(15)
@@ -168,8 +202,8 @@ fn information_plane<DB: DrawingBackend>(
         .map_err(err)?;
     chart
         .configure_mesh()
-        .x_desc("I(X;T) [bits]")
-        .y_desc("I(T;Y) [bits]")
+        .x_desc(format!("I(X;T) [{units}]"))
+        .y_desc(format!("I(T;Y) [{units}]"))
         .draw()
         .map_err(err)?;
     let colour_of = |e: f64| epoch_colour((e + 1.0).ln() / (max_epoch + 1.0).ln());
@@ -218,6 +252,72 @@ fn information_plane<DB: DrawingBackend>(
             )))
             .map_err(err)?;
     }
+    area.present().map_err(err)?;
+    Ok(())
+}
+
+/// Estimated against true mutual information, one line per (case, estimator, dimension), with
+/// the diagonal where a perfect estimator would lie.
+fn mi_estimates<DB: DrawingBackend>(
+    area: DrawingArea<DB, plotters::coord::Shift>,
+    csv: &Csv,
+) -> Result<()> {
+    let (ct, ce) = (csv.col("true_mi")?, csv.col("estimate")?);
+    let keys: Vec<usize> = ["case", "estimator", "compressor", "dim", "latent_dim"]
+        .iter()
+        .filter_map(|c| csv.col(c).ok())
+        .collect();
+    let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for r in &csv.rows {
+        let name: Vec<&str> = keys.iter().map(|&k| r[k].as_str()).collect();
+        series
+            .entry(name.join(" "))
+            .or_default()
+            .push((r[ct].parse()?, r[ce].parse()?));
+    }
+    let units = csv
+        .col("units")
+        .ok()
+        .and_then(|c| csv.rows.first().map(|r| r[c].clone()))
+        .unwrap_or_else(|| "nats".into());
+    let pts = || series.values().flatten();
+    let hi = pts().map(|p| p.0.max(p.1)).fold(0.0, f64::max) * 1.05 + 1e-9;
+    let lo = pts().map(|p| p.1).fold(0.0, f64::min).min(0.0);
+    area.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&area)
+        .caption("Estimated vs true mutual information", ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..hi, lo..hi)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(format!("true I(X;Y) [{units}]"))
+        .y_desc(format!("estimate [{units}]"))
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(LineSeries::new([(0.0, 0.0), (hi, hi)], BLACK.mix(0.4)))
+        .map_err(err)?;
+    for (i, (name, p)) in series.iter().enumerate() {
+        let colour = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(p.iter().copied(), colour.stroke_width(2)))
+            .map_err(err)?
+            .label(name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 12))
+        .draw()
+        .map_err(err)?;
     area.present().map_err(err)?;
     Ok(())
 }

@@ -275,24 +275,30 @@ const LONG: &[&str] = &[
     "model.dropout=0.1",
 ];
 
-/// Starts a long run, waits until it has finished `epochs` epochs, sends `signal`.
-fn start_and_signal(results: &Path, epochs: usize, signal: &str) -> std::process::ExitStatus {
+/// Runs `args` into `results`; once a stderr line contains `marker` (and `delay_ms` later),
+/// sends `signal`; returns how the process ended.
+fn signal_after(
+    args: &[&str],
+    results: &Path,
+    marker: &str,
+    delay_ms: u64,
+    signal: &str,
+) -> std::process::ExitStatus {
     let mut child = bin()
-        .args(LONG)
+        .args(args)
         .arg("--results")
         .arg(results)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let marker = format!("epoch {epochs}/6");
-    let mut lines = BufReader::new(stderr).lines();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     for line in lines.by_ref() {
-        if line.unwrap().contains(&marker) {
+        if line.unwrap().contains(marker) {
             break;
         }
     }
+    std::thread::sleep(std::time::Duration::from_millis(delay_ms));
     let ok = Command::new("kill")
         .args([signal, &child.id().to_string()])
         .status()
@@ -300,6 +306,11 @@ fn start_and_signal(results: &Path, epochs: usize, signal: &str) -> std::process
     assert!(ok.success());
     for _ in lines {}
     child.wait().unwrap()
+}
+
+/// Starts a long run, waits until it has finished `epochs` epochs, sends `signal`.
+fn start_and_signal(results: &Path, epochs: usize, signal: &str) -> std::process::ExitStatus {
+    signal_after(LONG, results, &format!("epoch {epochs}/6"), 0, signal)
 }
 
 fn uninterrupted(results: &Path) -> String {
@@ -679,26 +690,8 @@ fn ib_tishby_resumes_after_sigterm_and_plots() {
     let whole = run_dirs(&tmp.path().join("a"), "ib-tishby").pop().unwrap();
 
     let results = tmp.path().join("b");
-    let mut child = bin()
-        .args(args)
-        .arg("--results")
-        .arg(&results)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("epoch 50/1500") {
-            break;
-        }
-    }
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    for _ in lines {}
-    assert_eq!(child.wait().unwrap().code(), Some(143));
+    let status = signal_after(&args, &results, "epoch 50/1500", 0, "-TERM");
+    assert_eq!(status.code(), Some(143));
     let dir = run_dirs(&results, "ib-tishby").pop().unwrap();
     assert_eq!(json(&dir.join("run.json"))["status"], "interrupted");
     let out = bin()
@@ -865,27 +858,8 @@ fn an_interrupted_sweep_resumes_and_completes_each_job_exactly_once() {
         "--workers",
         "1",
     ];
-    let mut child = bin()
-        .args(args)
-        .arg("--results")
-        .arg(tmp.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("1/3 done") {
-            break;
-        }
-    }
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    for _ in lines {}
-    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let status = signal_after(&args, tmp.path(), "1/3 done", 300, "-TERM");
+    assert_eq!(status.code(), Some(130));
     let dir = tmp.path().join("sweeps/long");
     let states: Vec<String> = jobs_csv(&dir).iter().map(|j| j["status"].clone()).collect();
     assert!(
@@ -1010,5 +984,228 @@ fn a_sweep_stopped_while_its_job_starts_up_recovers_on_rerun() {
         jobs_csv(&dir).iter().all(|j| j["status"] == "completed"),
         "{:?}",
         jobs_csv(&dir)
+    );
+}
+
+/// A CSV of correlated Gaussian pairs (a, b) with I(a;b) = 1 nat, a 3-class label that shifts
+/// `h_0`, and an independent column; drawn with a fixed LCG + Box–Muller.
+fn mi_table(path: &Path, n: usize) {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut uniform = || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let mut gauss =
+        || (-2.0 * uniform().ln()).sqrt() * (2.0 * std::f64::consts::PI * uniform()).cos();
+    let rho = (1.0 - (-2.0f64).exp()).sqrt();
+    let mut s = String::from("a,b,label,h_0,h_1\n");
+    for i in 0..n {
+        let a = gauss();
+        let b = rho * a + (1.0 - rho * rho).sqrt() * gauss();
+        let l = i % 3;
+        s.push_str(&format!(
+            "{a},{b},{l},{},{}\n",
+            l as f64 * 6.0 + gauss(),
+            gauss()
+        ));
+    }
+    std::fs::write(path, s).unwrap();
+}
+
+#[test]
+fn mi_estimates_column_groups_of_a_users_csv() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("acts.csv");
+    mi_table(&f, 4000);
+    let mi = |args: &[&str]| {
+        let out = bin()
+            .arg("mi")
+            .arg(&f)
+            .args(args)
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+        (v, text(&out.stderr))
+    };
+    let (v, _) = mi(&["--x", "a", "--y", "b"]);
+    assert!((v["mi"].as_f64().unwrap() - 1.0).abs() < 0.06, "{v}");
+    let (v, _) = mi(&[
+        "--x",
+        "0",
+        "--y",
+        "1",
+        "--estimator",
+        "kl",
+        "--units",
+        "bits",
+    ]);
+    assert!(
+        (v["mi"].as_f64().unwrap() - std::f64::consts::LOG2_E).abs() < 0.15,
+        "{v}"
+    );
+    // An integer column is a label: three separated classes give ln 3 through h_0 (h_1 is noise).
+    let (v, err) = mi(&["--x", "h*", "--y", "label", "--bootstrap", "20"]);
+    assert!(
+        err.contains("read as a discrete label (3 classes)"),
+        "{err}"
+    );
+    let est = v["mi"].as_f64().unwrap();
+    assert!((est - 3f64.ln()).abs() < 0.05, "{v}");
+    let (lo, hi) = (
+        v["ci_low"].as_f64().unwrap(),
+        v["ci_high"].as_f64().unwrap(),
+    );
+    assert!(lo < est && est < hi && hi - lo < 0.2, "{v}");
+    let (v, _) = mi(&[
+        "--x",
+        "3-4",
+        "--y",
+        "a,b",
+        "--compress",
+        "pca:1",
+        "--fit-fraction",
+        "0.5",
+    ]);
+    assert!(
+        v["mi"].as_f64().unwrap().abs() < 0.06 && v["n"] == 2000,
+        "{v}"
+    );
+
+    for (args, expect) in [
+        (
+            vec!["--x", "hh_0", "--y", "b"],
+            "has no column `hh_0`: did you mean `h_0`?",
+        ),
+        (
+            vec!["--x", "a", "--y", "9"],
+            "column index 9 is out of range",
+        ),
+        (vec!["--x", "a", "--y", "a"], "in both --x and --y"),
+        (
+            vec!["--x", "a", "--y", "b", "--k", "0"],
+            "mi.k must be at least 1",
+        ),
+    ] {
+        let out = bin().arg("mi").arg(&f).args(&args).output().unwrap();
+        assert!(!out.status.success());
+        assert!(
+            text(&out.stderr).contains(expect),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    std::fs::write(&f, "a,b\n1,2\n3,x\n").unwrap();
+    let out = bin()
+        .arg("mi")
+        .arg(&f)
+        .args(["--x", "a", "--y", "b", "--y-type", "continuous"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stderr).contains("line 3, column `b`: `x` is not a number"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// Every column but the timing one.
+fn without_column(csv: &str, name: &str) -> Vec<String> {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let skip = header.iter().position(|h| *h == name).unwrap();
+    csv.lines()
+        .map(|l| {
+            l.split(',')
+                .enumerate()
+                .filter(|(i, _)| *i != skip)
+                .map(|(_, c)| c)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
+
+#[test]
+fn mi_synthetic_smoke_estimates_resumes_and_plots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(&["train", "mi-synthetic", "--smoke"], &tmp.path().join("a"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let whole = run_dirs(&tmp.path().join("a"), "mi-synthetic")
+        .pop()
+        .unwrap();
+    let csv = read(&whole.join("metrics.csv"));
+    assert!(
+        csv.starts_with(
+            "case,estimator,compressor,n,dim,latent_dim,true_mi,estimate,error,seconds,units\n"
+        ),
+        "{csv}"
+    );
+    // raw d=1,2 + embedded (2 in 64) + bump + rectangles, 2 grid points, 2 estimators.
+    assert_eq!(csv.lines().count(), 1 + 5 * 2 * 2, "{csv}");
+    for line in csv.lines().filter(|l| l.starts_with("raw,ksg")) {
+        let err: f64 = line.split(',').nth(8).unwrap().parse().unwrap();
+        assert!(err.abs() < 0.3, "{line}");
+    }
+
+    // Stopped after its first units, resumed: the same rows (timings aside).
+    let results = tmp.path().join("b");
+    let args = ["train", "mi-synthetic", "--smoke"];
+    let status = signal_after(&args, &results, "epoch 3/10", 0, "-TERM");
+    let dir = run_dirs(&results, "mi-synthetic").pop().unwrap();
+    if status.code() == Some(143) {
+        assert_eq!(json(&dir.join("run.json"))["status"], "interrupted");
+        let out = bin()
+            .args(["train", "--resume"])
+            .arg(&dir)
+            .arg("-q")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    assert_eq!(
+        without_column(&read(&dir.join("metrics.csv")), "seconds"),
+        without_column(&csv, "seconds")
+    );
+    let out = bin().arg("plot").arg(&whole).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        std::fs::metadata(whole.join("mi_estimates.png"))
+            .unwrap()
+            .len()
+            > 1000
+    );
+}
+
+#[test]
+fn ib_lossy_smoke_records_a_reproducible_information_plane() {
+    require_data("mnist5k", "data-mnist5k");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut planes = vec![];
+    for r in ["a", "b"] {
+        let out = run(&["ib-analyze", "ib-lossy", "--smoke"], &tmp.path().join(r));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let dir = run_dirs(&tmp.path().join(r), "ib-lossy").pop().unwrap();
+        planes.push((
+            dir.clone(),
+            without_column(&read(&dir.join("ib.csv")), "seconds"),
+        ));
+    }
+    let (dir, plane) = &planes[0];
+    assert_eq!(plane[0], "epoch,layer,name,width,estimator,I_XT,I_TY,units");
+    // Epoch 0 (untrained) and epoch 1, five layers each: conv1..3, dense1, output.
+    assert_eq!(plane.len(), 1 + 2 * 5, "{plane:?}");
+    assert!(plane[5].starts_with("0,5,output,10,ksg,"), "{}", plane[5]);
+    assert_eq!(plane, &planes[1].1, "same seed, same information plane");
+    let out = bin().arg("plot").arg(dir).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        std::fs::metadata(dir.join("information_plane.png"))
+            .unwrap()
+            .len()
+            > 1000
     );
 }

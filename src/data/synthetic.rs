@@ -167,6 +167,54 @@ pub fn rho_for_mi(mi: f64, d: usize) -> Vec<f64> {
     vec![(1.0 - (-2.0 * per).exp()).sqrt(); d]
 }
 
+/// `d` orthonormal columns in `ambient` dimensions: a random isometric embedding.
+pub fn random_embedding(d: i64, ambient: i64) -> Tensor {
+    let (q, _) = Tensor::linalg_qr(
+        &Tensor::randn([ambient, d], (Kind::Double, Device::Cpu)),
+        "reduced",
+    );
+    q
+}
+
+/// Standard normal coordinates mapped to (0, 1) by the normal CDF: a smooth, invertible map, so
+/// images drawn from them carry exactly the information of the coordinates.
+fn normal_cdf(u: &Tensor) -> Tensor {
+    (u.to_kind(Kind::Double) / std::f64::consts::SQRT_2).erf() * 0.5 + 0.5
+}
+
+/// Images [N, 1, size, size] of a Gaussian bump of `width` pixels whose centre encodes the two
+/// coordinates of each row of `u` [N, 2] (positions kept 2 widths from the border).
+pub fn bump_images(u: &Tensor, size: i64, width: f64) -> Tensor {
+    let margin = 2.0 * width;
+    let pos = normal_cdf(u) * (size as f64 - 1.0 - 2.0 * margin) + margin;
+    let grid = Tensor::arange(size, (Kind::Double, Device::Cpu));
+    let axis = |j: i64| {
+        let d = grid.unsqueeze(0) - pos.narrow(1, j, 1);
+        (d.square() * (-0.5 / (width * width))).exp()
+    };
+    let img = axis(0).unsqueeze(2) * axis(1).unsqueeze(1);
+    img.unsqueeze(1).to_kind(Kind::Float)
+}
+
+/// Images [N, 1, size, size] of an axis-aligned rectangle, anti-aliased (each pixel holds the
+/// fraction it covers), whose centre (x, y) and width and height encode the four coordinates of
+/// each row of `u` [N, 4]. Centres span the middle half of the image, sides 1/8..1/2 of it.
+pub fn rectangle_images(u: &Tensor, size: i64) -> Tensor {
+    let s = size as f64;
+    let p = normal_cdf(u);
+    let centre = p.narrow(1, 0, 2) * (s / 2.0) + s / 4.0;
+    let half = (p.narrow(1, 2, 2) * (3.0 * s / 8.0) + s / 8.0) * 0.5;
+    let (lo, hi) = (&centre - &half, &centre + &half);
+    let grid = Tensor::arange(size, (Kind::Double, Device::Cpu)).unsqueeze(0);
+    let cover = |j: i64| {
+        let a = lo.narrow(1, j, 1);
+        let b = hi.narrow(1, j, 1);
+        ((&grid + 1.0).minimum(&b) - grid.maximum(&a)).clamp(0.0, 1.0)
+    };
+    let img = cover(1).unsqueeze(2) * cover(0).unsqueeze(1);
+    img.unsqueeze(1).to_kind(Kind::Float)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +227,30 @@ mod tests {
             noise: 0.0,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn rendered_images_follow_their_coordinates() {
+        let u = Tensor::from_slice(&[0.0f64, 0.0, -1.0, 2.0]).view([2, 2]);
+        let img = bump_images(&u, 16, 1.5);
+        assert_eq!(img.size(), vec![2, 1, 16, 16]);
+        // u = 0 puts the bump in the middle; its peak is there and sums are equal per image.
+        let peak = img.get(0).flatten(0, -1).argmax(0, false).int64_value(&[]);
+        assert!(
+            [7 * 16 + 7, 7 * 16 + 8, 8 * 16 + 7, 8 * 16 + 8].contains(&peak),
+            "{peak}"
+        );
+        let r = rectangle_images(&Tensor::zeros([1, 4], (Kind::Double, Device::Cpu)), 32);
+        // Centre 16, sides 0.5·(3/8·32)+4 = 10: area 100 pixels exactly (anti-aliased).
+        assert!((r.sum(Kind::Double).double_value(&[]) - 100.0).abs() < 1e-4);
+        let q = random_embedding(3, 20);
+        let eye = q.tr().matmul(&q);
+        assert!(eye.allclose(
+            &Tensor::eye(3, (Kind::Double, Device::Cpu)),
+            1e-10,
+            1e-10,
+            false
+        ));
     }
 
     #[test]

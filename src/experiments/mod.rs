@@ -2,7 +2,9 @@
 
 pub mod classifier;
 pub mod diffgrad;
+pub mod ib_lossy;
 pub mod ib_tishby;
+pub mod mi_synthetic;
 
 use crate::run::{Outcome, RunContext};
 use anyhow::{bail, Result};
@@ -38,7 +40,13 @@ pub struct Entry {
     pub information_plane: bool,
 }
 
-pub static REGISTRY: &[Entry] = &[classifier::ENTRY, diffgrad::ENTRY, ib_tishby::ENTRY];
+pub static REGISTRY: &[Entry] = &[
+    classifier::ENTRY,
+    diffgrad::ENTRY,
+    ib_tishby::ENTRY,
+    ib_lossy::ENTRY,
+    mi_synthetic::ENTRY,
+];
 
 pub fn find(name: &str) -> Result<&'static Entry> {
     if let Some(e) = REGISTRY.iter().find(|e| e.name == name) {

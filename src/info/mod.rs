@@ -2,11 +2,19 @@
 //! inputs drawn uniformly from a finite set, I(X;T) = H(T) and I(T;Y) = H(T) − Σ_y p(y) H(T|y),
 //! with T discretised (binning) or made stochastic by Gaussian noise (KDE bounds).
 //!
-//! Every estimator takes a batch of layers, one per network seed: activations `[S, N, d]`, and
+//! The general estimators for samples of continuous vectors (KSG, Kozachenko–Leonenko, KDE,
+//! binning) live in `mi`, on top of exact neighbour search in `knn`; `compress` holds the PCA
+//! and autoencoder compressors of the lossy-compression pipeline.
+//!
+//! The ib-tishby estimators below take a batch of layers, one per network seed: activations `[S, N, d]`, and
 //! returns one value per seed, so 50 seeds cost a handful of batched ops.
 
 pub mod binning;
+pub mod command;
+pub mod compress;
 pub mod kde;
+pub mod knn;
+pub mod mi;
 
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};

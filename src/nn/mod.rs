@@ -192,6 +192,35 @@ impl ModuleT for SmallCnn {
     }
 }
 
+/// Gaussian noise injection that makes a layer a stochastic channel, so I(X; layer) is finite.
+/// Active in training *and* evaluation: the noisy network is the object being measured.
+/// `relative` = false adds N(0, σ²) (Goldfeld et al.); true adds σ·|x|·N(0, 1) (Butakov et al.).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GaussianNoise {
+    pub std: f64,
+    pub relative: bool,
+}
+
+impl GaussianNoise {
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        if self.std == 0.0 {
+            return x.shallow_clone();
+        }
+        let eps = x.randn_like() * self.std;
+        if self.relative {
+            x + eps * x.abs().detach()
+        } else {
+            x + eps
+        }
+    }
+}
+
+impl ModuleT for GaussianNoise {
+    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
+        self.forward(xs)
+    }
+}
+
 /// The classifier network a config asks for, for inputs of `input_shape` and `n_out` classes.
 pub fn classifier(
     p: &nn::Path,
@@ -256,6 +285,34 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("needs image inputs"), "{e}");
+    }
+
+    #[test]
+    fn gaussian_noise_scales_and_stays_on_in_evaluation() {
+        let _rng = crate::rng::serial();
+        tch::manual_seed(1);
+        let x = Tensor::full([200_000], 2.0, (Kind::Double, Device::Cpu));
+        let abs = GaussianNoise {
+            std: 0.5,
+            relative: false,
+        };
+        let rel = GaussianNoise {
+            std: 0.5,
+            relative: true,
+        };
+        let std = |t: Tensor| (t - 2.0).std(true).double_value(&[]);
+        assert!((std(abs.forward_t(&x, false)) - 0.5).abs() < 0.01);
+        assert!((std(rel.forward_t(&x, false)) - 1.0).abs() < 0.01);
+        let zero = x.zeros_like();
+        assert!(
+            rel.forward(&zero).equal(&zero),
+            "relative noise vanishes at 0"
+        );
+        let off = GaussianNoise {
+            std: 0.0,
+            relative: false,
+        };
+        assert!(off.forward(&x).equal(&x));
     }
 
     #[test]

@@ -297,6 +297,30 @@ impl RunContext {
         Ok(Child::Ready(Box::new(ctx)))
     }
 
+    /// For experiments whose work is a list of independent units, one metrics row each:
+    /// records that every row written so far is complete, so a resume starts after them.
+    pub fn save_progress(&self) -> Result<()> {
+        let rows = self.metrics_rows();
+        let state = checkpoint::State {
+            epoch: rows,
+            step_in_epoch: 0,
+            global_step: rows as u64,
+            metrics_rows: rows,
+            seed: self.seed,
+            optimizer: serde_json::Value::Null,
+            loop_state: serde_json::Value::Null,
+        };
+        checkpoint::save(&self.dir, &[], &[], &state, 1).map(|_| ())
+    }
+
+    /// Units completed by the session this run resumes (0 for a fresh run).
+    pub fn completed_units(&self) -> Result<usize> {
+        match &self.resume_from {
+            Some(ck) => Ok(ck.state()?.metrics_rows),
+            None => Ok(0),
+        }
+    }
+
     /// Final metrics for runs whose metrics.csv is not written row by row.
     pub fn set_final_metrics(&mut self, metrics: serde_json::Map<String, serde_json::Value>) {
         self.info.final_metrics = metrics;

@@ -1,0 +1,334 @@
+//! `mi-synthetic` (paper 2, Butakov et al., "Information bottleneck analysis of deep neural
+//! networks via lossy compression"): the estimator validation the paper runs before trusting
+//! its information planes. Pairs (X, Y) with a known mutual information,
+//! I = −½ Σ ln(1 − ρ_i²) for correlated standard Gaussians, on a grid of true values:
+//!
+//! - `raw`: the Gaussian coordinates themselves (d per side);
+//! - `embedded`: each side mapped by a random isometry into `ambient` dimensions, then
+//!   compressed by PCA back to d (fitted on a separate sample);
+//! - `bump`: each side's 2 coordinates drawn as a 16×16 image of a Gaussian bump at that
+//!   position, compressed by a conv autoencoder to 2 numbers;
+//! - `rectangles`: each side's 4 coordinates drawn as a 32×32 anti-aliased rectangle (centre,
+//!   width, height), compressed by a conv autoencoder to 4 numbers.
+//!
+//! The rendering maps are smooth and invertible, so the images carry exactly the coordinates'
+//! information; what the estimate loses is the compressor's and the estimator's error. X and
+//! Y have the same marginal in every case, so one compressor (fitted on a fresh marginal
+//! sample) serves both sides. One metrics row per (case, dimension, true MI, estimator).
+
+use super::Entry;
+use crate::config;
+use crate::data::synthetic::{
+    bump_images, correlated_gaussians, random_embedding, rectangle_images, rho_for_mi,
+};
+use crate::info::compress::{AeConfig, Compressor, Fitted};
+use crate::info::mi::{self, MiEstimator, MiParams, Units, Var};
+use crate::rng::{self, Stream};
+use crate::run::metrics::Cell;
+use crate::run::progress::Progress;
+use crate::run::{Outcome, RunContext};
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+use tch::{Kind, Tensor};
+use toml::Table;
+
+pub const ENTRY: Entry = Entry {
+    name: "mi-synthetic",
+    description: "MI estimators vs known Gaussian MI: raw, embedded + PCA, images + autoencoder",
+    paper: "Information Bottleneck Analysis of Deep Neural Networks via Lossy Compression",
+    defaults: include_str!("../../experiments/mi-synthetic.toml"),
+    normalize: config::normalize::<Config>,
+    train,
+    eval: None,
+    information_plane: false,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Case {
+    Raw,
+    Embedded,
+    Bump,
+    Rectangles,
+}
+
+impl Case {
+    fn as_str(self) -> &'static str {
+        match self {
+            Case::Raw => "raw",
+            Case::Embedded => "embedded",
+            Case::Bump => "bump",
+            Case::Rectangles => "rectangles",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Samples per estimate.
+    pub n: i64,
+    /// Samples the compressors are fitted on (independent of the estimation samples).
+    pub n_fit: i64,
+    /// True mutual information values, in nats.
+    pub grid: Vec<f64>,
+    pub cases: Vec<Case>,
+    pub estimators: Vec<MiEstimator>,
+    /// `raw`: dimensions per side.
+    pub raw_dims: Vec<i64>,
+    /// `embedded`: dimensions per side before embedding, and the ambient dimensions.
+    pub embedded_dims: Vec<i64>,
+    pub ambient_dims: Vec<i64>,
+    /// `bump`: image side and bump width in pixels; `rectangles`: image side.
+    pub bump_size: i64,
+    pub bump_width: f64,
+    pub rectangle_size: i64,
+    pub units: Units,
+    pub mi: MiParams,
+    pub ae: AeConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            n: 5000,
+            n_fit: 5000,
+            grid: (0..=10).map(f64::from).collect(),
+            cases: vec![Case::Raw, Case::Embedded, Case::Bump, Case::Rectangles],
+            estimators: vec![MiEstimator::Ksg, MiEstimator::Kl],
+            raw_dims: vec![1, 2],
+            embedded_dims: vec![2, 4],
+            ambient_dims: vec![64, 256, 784],
+            bump_size: 16,
+            bump_width: 1.5,
+            rectangle_size: 32,
+            units: Units::Nats,
+            mi: MiParams::default(),
+            ae: AeConfig::default(),
+        }
+    }
+}
+
+impl config::Check for Config {
+    fn check(&self) -> Result<()> {
+        self.mi.check()?;
+        self.ae.check()?;
+        if self.n < 10 || self.n_fit < 10 {
+            bail!("n and n_fit must be at least 10");
+        }
+        if self.grid.iter().any(|&m| !(0.0..=50.0).contains(&m)) {
+            bail!("grid values are true MI in nats, between 0 and 50");
+        }
+        if self.estimators.is_empty() || self.cases.is_empty() {
+            bail!("estimators and cases must not be empty");
+        }
+        if self
+            .raw_dims
+            .iter()
+            .chain(&self.embedded_dims)
+            .any(|&d| d < 1)
+        {
+            bail!("raw_dims and embedded_dims must be positive");
+        }
+        if let Some(&(d, a)) = self.variants(Case::Embedded).iter().find(|(d, a)| a < d) {
+            bail!("ambient dimension {a} is smaller than the embedded dimension {d}");
+        }
+        if self.bump_size < 8 || self.rectangle_size < 8 || self.bump_width <= 0.0 {
+            bail!("image sizes must be at least 8 pixels and bump_width positive");
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// (latent dimension per side, observed dimension) for each variant of a case.
+    fn variants(&self, case: Case) -> Vec<(i64, i64)> {
+        match case {
+            Case::Raw => self.raw_dims.iter().map(|&d| (d, d)).collect(),
+            Case::Embedded => self
+                .embedded_dims
+                .iter()
+                .flat_map(|&d| self.ambient_dims.iter().map(move |&a| (d, a)))
+                .collect(),
+            Case::Bump => vec![(2, self.bump_size * self.bump_size)],
+            Case::Rectangles => vec![(4, self.rectangle_size * self.rectangle_size)],
+        }
+    }
+}
+
+const COLUMNS: &[&str] = &[
+    "case",
+    "estimator",
+    "compressor",
+    "n",
+    "dim",
+    "latent_dim",
+    "true_mi",
+    "estimate",
+    "error",
+    "seconds",
+    "units",
+];
+
+/// One variant of a case: how its observations are made and compressed.
+struct Variant {
+    case: Case,
+    latent: i64,
+    dim: i64,
+    compressor: Compressor,
+    /// Random isometry for `embedded`.
+    embedding: Option<Tensor>,
+    fitted: Option<Fitted>,
+}
+
+impl Variant {
+    /// What the network-free "observer" sees for latent coordinates `u` [N, latent].
+    fn observe(&self, u: &Tensor, cfg: &Config) -> Tensor {
+        match self.case {
+            Case::Raw => u.to_kind(Kind::Double),
+            Case::Embedded => u
+                .to_kind(Kind::Double)
+                .matmul(&self.embedding.as_ref().expect("embedding").tr()),
+            Case::Bump => bump_images(u, cfg.bump_size, cfg.bump_width),
+            Case::Rectangles => rectangle_images(u, cfg.rectangle_size),
+        }
+    }
+
+    /// Compresses observations (fits the compressor first, on its own sample, if needed).
+    fn compress(&self, x: &Tensor) -> Tensor {
+        match &self.fitted {
+            Some(f) => f.apply(x),
+            None => x.to_kind(Kind::Double),
+        }
+    }
+}
+
+fn prepare(
+    cfg: &Config,
+    case: Case,
+    (latent, dim): (i64, i64),
+    (ci, vi): (u64, u64),
+    ctx: &RunContext,
+) -> Result<Variant> {
+    let (seed, device) = (ctx.seed, ctx.device);
+    let compressor = match case {
+        Case::Raw => Compressor::None,
+        Case::Embedded => Compressor::Pca(latent),
+        Case::Bump | Case::Rectangles => Compressor::Ae(latent),
+    };
+    rng::reseed(seed, Stream::Init, ci, vi);
+    let mut v = Variant {
+        case,
+        latent,
+        dim,
+        compressor,
+        embedding: (case == Case::Embedded).then(|| random_embedding(latent, dim)),
+        fitted: None,
+    };
+    if compressor != Compressor::None {
+        let u = Tensor::randn([cfg.n_fit, latent], (Kind::Double, tch::Device::Cpu));
+        let sample = v.observe(&u, cfg).to_device(device);
+        let ae_seed = rng::derive(seed, Stream::Init, ci, vi + 1000);
+        v.fitted = Some(Fitted::fit(compressor, &sample, &cfg.ae, ae_seed)?);
+    }
+    Ok(v)
+}
+
+fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
+    let cfg: Config = config::typed(table)?;
+    ctx.open_metrics(COLUMNS)?;
+    let per_unit = cfg.estimators.len();
+    let mut skip = ctx.completed_units()? / per_unit;
+    let total: usize = cfg
+        .cases
+        .iter()
+        .map(|&c| cfg.variants(c).len() * cfg.grid.len())
+        .sum();
+    let mut progress = Progress::new("mi-synthetic", total as u64, ctx.quiet);
+    let mut done = 0usize;
+    progress.update(skip as u64, "");
+    for (ci, &case) in cfg.cases.iter().enumerate() {
+        for (vi, (latent, dim)) in cfg.variants(case).into_iter().enumerate() {
+            let units = cfg.grid.len();
+            if skip >= units {
+                (skip, done) = (skip - units, done + units);
+                continue;
+            }
+            let started = Instant::now();
+            let v = prepare(&cfg, case, (latent, dim), (ci as u64, vi as u64), ctx)?;
+            if let Some(Fitted::Ae(ae)) = &v.fitted {
+                progress.note(&format!(
+                    "{}: autoencoder to {latent} dims fitted in {:.1}s (reconstruction mse {:.4})",
+                    case.as_str(),
+                    started.elapsed().as_secs_f64(),
+                    ae.final_loss
+                ));
+            }
+            for (gi, &true_mi) in cfg.grid.iter().enumerate().skip(skip) {
+                let rows = estimate_unit(
+                    &cfg,
+                    &v,
+                    ci as u64 * 1000 + vi as u64,
+                    gi as u64,
+                    true_mi,
+                    ctx,
+                )?;
+                for row in rows {
+                    ctx.log(row)?;
+                }
+                ctx.save_progress()?;
+                done += 1;
+                progress.update(
+                    done as u64,
+                    &format!("{} d={latent} I={true_mi}", case.as_str()),
+                );
+                if let Some(sig) = ctx.interrupt.requested() {
+                    progress.finish();
+                    return Ok(Outcome::Interrupted(sig));
+                }
+            }
+            skip = 0;
+        }
+    }
+    progress.finish();
+    Ok(Outcome::Completed)
+}
+
+/// Draws one (X, Y) sample at `true_mi` and estimates it with every estimator.
+fn estimate_unit(
+    cfg: &Config,
+    v: &Variant,
+    variant_id: u64,
+    grid_index: u64,
+    true_mi: f64,
+    ctx: &RunContext,
+) -> Result<Vec<Vec<Cell>>> {
+    rng::reseed(ctx.seed, Stream::Data, variant_id, grid_index);
+    let (u, w) = correlated_gaussians(cfg.n, &rho_for_mi(true_mi, v.latent as usize));
+    let x = v.observe(&u, cfg).to_device(ctx.device);
+    let y = v.observe(&w, cfg).to_device(ctx.device);
+    let mut rows = vec![];
+    for &est in &cfg.estimators {
+        let started = Instant::now();
+        let (cx, cy) = (v.compress(&x), v.compress(&y));
+        rng::reseed(ctx.seed, Stream::Step, variant_id, grid_index);
+        let nats = mi::mutual_information(est, &cfg.mi, &cx, Var::Continuous(&cy))?;
+        let secs = started.elapsed().as_secs_f64();
+        let (t, e) = (cfg.units.from_nats(true_mi), cfg.units.from_nats(nats));
+        rows.push(vec![
+            v.case.as_str().into(),
+            est.as_str().into(),
+            v.compressor.to_string().into(),
+            cfg.n.into(),
+            v.dim.into(),
+            v.latent.into(),
+            t.into(),
+            e.into(),
+            (e - t).into(),
+            secs.into(),
+            cfg.units.as_str().into(),
+        ]);
+    }
+    Ok(rows)
+}
