@@ -42,6 +42,7 @@ data-mnist data-fashion-mnist data-sklearn data-mnist5k:
 bench: build
 	$(ENV) python3 bench/classifier_step.py --compare --bin $(BIN)
 	$(ENV) python3 bench/adam_step.py --compare --bin $(BIN)
+	$(ENV) python3 bench/hessian_power.py --compare --bin $(BIN)
 	bash bench/sweep_overhead.sh
 	@if [ -f "$${STOCHLAB_DATA:-data}/mnist/train-images-idx3-ubyte" ]; then \
 	  $(ENV) python3 bench/data_epoch.py --compare --bin $(BIN); \

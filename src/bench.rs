@@ -19,10 +19,54 @@ pub fn run(args: &BenchArgs, device: Device, data_dir: &Path) -> Result<String> 
         "data-epoch" => data_epoch(args, device, data_dir),
         "adam-step" => adam_step(args, device),
         "ksg" => ksg(args, device),
+        "hessian" => hessian(args, device),
         other => {
-            bail!("unknown benchmark `{other}`; available: classifier-step, data-epoch, adam-step, ksg")
+            bail!("unknown benchmark `{other}`; available: classifier-step, data-epoch, adam-step, ksg, hessian")
         }
     }
+}
+
+/// Seconds for the top Hessian eigenvalue of the MNIST MLP (784-256-256-10) on a batch of
+/// `--batch-size` random inputs: the first gradients with their graph, then `--steps` power
+/// iterations (Hessian-vector products by double backward), as `bench/hessian_power.py` does
+/// with torch.autograd.grad. Median of 5 timed repeats after one warm-up.
+fn hessian(args: &BenchArgs, device: Device) -> Result<String> {
+    tch::manual_seed(0);
+    let vs = VarStore::new(device);
+    let model = Mlp::new(&vs.root(), 784, &[256, 256], 10, Activation::Relu, 0.0);
+    let x = Tensor::randn([args.batch_size, 784], (Kind::Float, device));
+    let y = Tensor::randint(10, [args.batch_size], (Kind::Int64, device));
+    let params: Vec<Tensor> = crate::optim::trainable(&vs)
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    let mut times = vec![];
+    let mut value = 0.0;
+    for i in 0..6 {
+        let start = Instant::now();
+        let loss = tch::nn::ModuleT::forward_t(&model, &x, false).cross_entropy_for_logits(&y);
+        let h = crate::train::hessian::Hessian::new(
+            params.iter().map(Tensor::shallow_clone).collect(),
+            vec![(loss, 1.0)],
+        );
+        // A negative tolerance never stops early: exactly `steps` iterations, like the reference.
+        value = h.top_eigenvalue(args.steps, -1.0).value;
+        if i > 0 {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(serde_json::json!({
+        "bench": "hessian",
+        "impl": "stochlab",
+        "device": crate::device::name(device),
+        "batch_size": args.batch_size,
+        "iterations": args.steps,
+        "seconds": times[times.len() / 2],
+        "lambda_max": value,
+        "threads": tch::get_num_threads(),
+    })
+    .to_string())
 }
 
 /// Seconds per KSG estimate (`--steps` timed repeats after `--warmup`, median) on a user's
@@ -99,7 +143,7 @@ fn ksg(args: &BenchArgs, device: Device) -> Result<String> {
 fn adam_step(args: &BenchArgs, device: Device) -> Result<String> {
     tch::manual_seed(0);
     let vs = VarStore::new(device);
-    let _net = crate::nn::resnet::ResNet::new(&vs.root(), &[3, 32, 32], 20, 10)?;
+    let _net = crate::nn::resnet::ResNet::new(&vs.root(), &[3, 32, 32], 20, 10, 0)?;
     let named = crate::optim::trainable(&vs);
     let tensors = named.len();
     let mut opt = Optimizer::new(

@@ -18,5 +18,6 @@ pub mod optim;
 pub mod plot;
 pub mod rng;
 pub mod run;
+pub mod stats;
 pub mod sweep;
 pub mod train;

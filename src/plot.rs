@@ -135,6 +135,18 @@ pub fn plot(run_dir: &Path) -> Result<Vec<PathBuf>> {
             |a| curves(a, &metrics),
         )?);
     }
+    if run_dir.join("phase.csv").exists() {
+        let phase = Csv::read(&run_dir.join("phase.csv"))?;
+        if !phase.rows.is_empty() {
+            made.extend(both(
+                run_dir,
+                "phase",
+                (800, 650),
+                |a| heatmap(a, &phase),
+                |a| heatmap(a, &phase),
+            )?);
+        }
+    }
     if made.is_empty() {
         bail!("{} has nothing to plot yet", run_dir.display());
     }
@@ -318,6 +330,74 @@ fn mi_estimates<DB: DrawingBackend>(
         .label_font(("sans-serif", 12))
         .draw()
         .map_err(err)?;
+    area.present().map_err(err)?;
+    Ok(())
+}
+
+/// Test error over the (α, T) grid of phase.csv, one cell per point, log axes, with values.
+fn heatmap<DB: DrawingBackend>(
+    area: DrawingArea<DB, plotters::coord::Shift>,
+    csv: &Csv,
+) -> Result<()> {
+    let (ca, ct, ce) = (csv.col("alpha")?, csv.col("T")?, csv.col("test_err")?);
+    let mut pts = vec![];
+    for r in &csv.rows {
+        pts.push((
+            r[ca].parse::<f64>()?.log10(),
+            r[ct].parse::<f64>()?.log10(),
+            r[ce].parse::<f64>()?,
+        ));
+    }
+    let axis = |k: fn(&(f64, f64, f64)) -> f64| {
+        let mut v: Vec<f64> = pts.iter().map(k).collect();
+        v.sort_by(f64::total_cmp);
+        v.dedup();
+        v
+    };
+    let (xs, ys) = (axis(|p| p.0), axis(|p| p.1));
+    let step = |v: &[f64]| {
+        if v.len() > 1 {
+            (v[v.len() - 1] - v[0]) / (v.len() - 1) as f64
+        } else {
+            1.0
+        }
+    };
+    let (dx, dy) = (step(&xs), step(&ys));
+    let emax = pts.iter().map(|p| p.2).fold(1e-9, f64::max);
+    area.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&area)
+        .caption("Test error over (alpha, T)", ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(55)
+        .build_cartesian_2d(
+            xs[0] - dx / 2.0..xs[xs.len() - 1] + dx / 2.0,
+            ys[0] - dy / 2.0..ys[ys.len() - 1] + dy / 2.0,
+        )
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("log10 alpha")
+        .y_desc("log10 T")
+        .draw()
+        .map_err(err)?;
+    for &(x, y, e) in &pts {
+        let c = epoch_colour(1.0 - e / emax);
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(x - dx / 2.0, y - dy / 2.0), (x + dx / 2.0, y + dy / 2.0)],
+                c.filled(),
+            )))
+            .map_err(err)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                format!("{:.1}%", 100.0 * e),
+                (x - dx / 4.0, y),
+                ("sans-serif", 14),
+            )))
+            .map_err(err)?;
+    }
     area.present().map_err(err)?;
     Ok(())
 }

@@ -722,7 +722,12 @@ fn ib_tishby_resumes_after_sigterm_and_plots() {
 }
 
 fn jobs_csv(sweep: &Path) -> Vec<BTreeMap<String, String>> {
-    let mut r = csv::Reader::from_path(sweep.join("jobs.csv")).unwrap();
+    csv_maps(&sweep.join("jobs.csv"))
+}
+
+/// The rows of a CSV file as maps (header → cell).
+fn csv_maps(path: &Path) -> Vec<BTreeMap<String, String>> {
+    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let h: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
     r.records()
         .map(|x| {
@@ -1208,4 +1213,56 @@ fn ib_lossy_smoke_records_a_reproducible_information_plane() {
             .len()
             > 1000
     );
+}
+
+#[test]
+fn sgd_noise_experiments_run_end_to_end_at_smoke_size() {
+    require_data("mnist5k", "data-mnist5k");
+    require_data("sklearn", "data-sklearn");
+    let tmp = tempfile::tempdir().unwrap();
+    for exp in ["train-longer", "lr-batch", "sgd-noise"] {
+        let out = run(&["train", exp, "--smoke"], tmp.path());
+        assert!(out.status.success(), "{exp}: {}", text(&out.stderr));
+    }
+    let dir = |exp: &str| run_dirs(tmp.path(), exp).pop().unwrap();
+
+    let tl = dir("train-longer");
+    let summary = csv_maps(&tl.join("summary.csv"));
+    let arms: Vec<&str> = summary.iter().map(|r| r["arm"].as_str()).collect();
+    assert_eq!(
+        arms,
+        [
+            "small",
+            "large",
+            "large-sqrt-lr",
+            "large-ghost-bn",
+            "large-regime"
+        ]
+    );
+    // The regime-adapted arm makes as many updates as the small batch (B_L/B_S = 4 here).
+    assert_eq!(summary[4]["epochs"], "8");
+    assert_eq!(summary[0]["updates"], summary[4]["updates"]);
+    let rows = csv_maps(&tl.join("metrics.csv"));
+    assert!(rows
+        .iter()
+        .all(|r| r["dist_total"].parse::<f64>().unwrap() > 0.0));
+    assert!(tl.join("runs/large-ghost-bn-s0/init.safetensors").exists());
+
+    let lb = dir("lr-batch");
+    let h = csv_maps(&lb.join("hessian.csv"));
+    // Two epochs × (B = 8, 64, full batch).
+    assert_eq!(h.len(), 6);
+    assert!(h
+        .iter()
+        .all(|r| r["lambda_max_mean"].parse::<f64>().unwrap() > 0.0));
+    assert_eq!(csv_maps(&lb.join("grid.csv")).len(), 2 * 2 * 3);
+    assert!(read(&lb.join("summary.csv")).contains("log best lr vs log B, adam"));
+
+    let sn = dir("sgd-noise");
+    assert_eq!(csv_maps(&sn.join("perceptron.csv")).len(), 2 * 2);
+    assert_eq!(csv_maps(&sn.join("phase.csv")).len(), 2);
+    assert!(read(&sn.join("summary.csv")).contains("log T_c vs log P"));
+    let out = bin().arg("plot").arg(&sn).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(std::fs::metadata(sn.join("phase.png")).unwrap().len() > 1000);
 }

@@ -12,6 +12,7 @@
 //! `classifier` run under `runs/<optimizer>-s<seed>/`, resumable on its own); per-epoch rows of
 //! all of them in metrics.csv, final test accuracy mean ± std over seeds in summary.csv.
 
+use super::children::{self, csv_bytes};
 use super::{classifier, Entry};
 use crate::config;
 use crate::data::DataConfig;
@@ -20,7 +21,7 @@ use crate::optim::{OptimConfig, OptimName, Optimizer};
 use crate::run::fsutil::write_atomic;
 use crate::run::metrics::float;
 use crate::run::metrics::mean_std;
-use crate::run::{Child, Outcome, RunContext, Status};
+use crate::run::{Outcome, RunContext};
 use crate::train::TrainConfig;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -223,15 +224,6 @@ pub fn descend(
     Ok(rows)
 }
 
-fn csv_bytes(header: &[&str], rows: &[Vec<String>]) -> Result<Vec<u8>> {
-    let mut w = csv::Writer::from_writer(vec![]);
-    w.write_record(header)?;
-    for r in rows {
-        w.write_record(r)?;
-    }
-    Ok(w.into_inner()?)
-}
-
 /// Part 1: functions.csv (every step) and functions_summary.csv (final x and f).
 fn part1(cfg: &Config, ctx: &RunContext) -> Result<()> {
     let (mut rows, mut finals) = (vec![], vec![]);
@@ -272,92 +264,52 @@ fn part1(cfg: &Config, ctx: &RunContext) -> Result<()> {
     )
 }
 
-/// Part 2: one nested classifier run per optimizer and seed; returns Interrupted if one was.
-fn part2(cfg: &Config, ctx: &mut RunContext) -> Result<Option<Outcome>> {
+/// One nested classifier run per optimizer and seed.
+fn jobs(cfg: &Config) -> Result<Vec<children::Job>> {
+    let mut jobs = vec![];
     for &o in &cfg.networks.optimizers {
-        let child_cfg = cfg.child_config(o)?;
+        let config = cfg.child_config(o)?;
         for &seed in &cfg.networks.seeds {
-            let name = format!("{}-s{seed}", o.as_str());
-            let table = Table::try_from(&child_cfg)?;
-            let text = config::to_toml(&table, seed)?;
-            let Child::Ready(mut child) = ctx.child(&name, classifier::ENTRY.name, &text, seed)?
-            else {
-                continue;
-            };
-            if !ctx.quiet {
-                eprintln!("[diffgrad] training {name}");
-            }
-            let outcome = (classifier::ENTRY.train)(&table, &mut child);
-            child.finish(&outcome)?;
-            match outcome {
-                Ok(Outcome::Interrupted(sig)) => return Ok(Some(Outcome::Interrupted(sig))),
-                Ok(Outcome::Completed) => {}
-                Err(e) if !ctx.quiet => {
-                    eprintln!("[diffgrad] {name} failed: {}", crate::app::one_line(&e))
-                }
-                Err(_) => {}
-            }
-            collect(cfg, ctx)?;
+            jobs.push(children::Job {
+                name: format!("{}-s{seed}", o.as_str()),
+                labels: vec![o.as_str().to_string(), seed.to_string()],
+                config: config.clone(),
+                seed,
+            });
         }
     }
-    Ok(None)
+    Ok(jobs)
 }
 
 /// Rebuilds metrics.csv (every epoch of every finished child) and summary.csv (per optimizer:
 /// final test accuracy and loss, mean ± std over seeds) from the nested runs.
-fn collect(cfg: &Config, ctx: &mut RunContext) -> Result<()> {
-    let mut header: Option<Vec<String>> = None;
-    let mut rows = vec![];
+fn collect(cfg: &Config, ctx: &mut RunContext, jobs: &[children::Job]) -> Result<()> {
+    let (done, failed) = children::collect(ctx, &["optimizer", "seed"], jobs)?;
     let mut summary = vec![];
     let mut finals = serde_json::Map::new();
     for &o in &cfg.networks.optimizers {
-        let (mut accs, mut losses, mut failed) = (vec![], vec![], 0);
-        for &seed in &cfg.networks.seeds {
-            let dir = ctx.dir.join("runs").join(format!("{}-s{seed}", o.as_str()));
-            let Ok(info) = crate::run::read_info(&dir) else {
-                continue;
-            };
-            match info.status {
-                Status::Completed => {}
-                Status::Failed => {
-                    failed += 1;
-                    continue;
-                }
-                _ => continue,
-            }
-            let mut rdr = csv::Reader::from_path(dir.join(crate::run::METRICS_CSV))?;
-            let h: Vec<String> = rdr.headers()?.iter().map(str::to_string).collect();
-            header.get_or_insert_with(|| {
-                ["optimizer", "seed"]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .chain(h.iter().cloned())
-                    .collect()
-            });
-            for rec in rdr.records() {
-                let rec = rec?;
-                rows.push(
-                    [o.as_str().to_string(), seed.to_string()]
-                        .into_iter()
-                        .chain(rec.iter().map(str::to_string))
-                        .collect(),
-                );
-            }
-            let metric = |k: &str| {
-                info.final_metrics
-                    .get(k)
-                    .and_then(|v| v.as_f64())
-                    .unwrap_or(f64::NAN)
-            };
-            accs.push(metric("test_acc"));
-            losses.push(metric("test_loss"));
-        }
+        let mine = |f: &&children::Finished| f.job.labels[0] == o.as_str();
+        let accs: Vec<f64> = done
+            .iter()
+            .filter(mine)
+            .map(|f| f.last("test_acc"))
+            .collect();
+        let losses: Vec<f64> = done
+            .iter()
+            .filter(mine)
+            .map(|f| f.last("test_loss"))
+            .collect();
+        let n_failed = jobs
+            .iter()
+            .zip(&failed)
+            .filter(|(j, &bad)| bad && j.labels[0] == o.as_str())
+            .count();
         let (am, asd) = mean_std(&accs);
         let (lm, lsd) = mean_std(&losses);
         summary.push(vec![
             o.as_str().into(),
             accs.len().to_string(),
-            failed.to_string(),
+            n_failed.to_string(),
             float(am),
             float(asd),
             float(lm),
@@ -366,13 +318,6 @@ fn collect(cfg: &Config, ctx: &mut RunContext) -> Result<()> {
         if !accs.is_empty() {
             finals.insert(format!("{}_test_acc", o.as_str()), serde_json::json!(am));
         }
-    }
-    if let Some(h) = header {
-        let h: Vec<&str> = h.iter().map(String::as_str).collect();
-        write_atomic(
-            &ctx.dir.join(crate::run::METRICS_CSV),
-            &csv_bytes(&h, &rows)?,
-        )?;
     }
     let cols = [
         "optimizer",
@@ -394,10 +339,12 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
         part1(&cfg, ctx)?;
     }
     if cfg.networks.enabled {
-        if let Some(stopped) = part2(&cfg, ctx)? {
+        let jobs = jobs(&cfg)?;
+        if let Some(stopped) = children::train(ctx, "diffgrad", &jobs)? {
+            collect(&cfg, ctx, &jobs)?;
             return Ok(stopped);
         }
-        collect(&cfg, ctx)?;
+        collect(&cfg, ctx, &jobs)?;
     }
     Ok(Outcome::Completed)
 }

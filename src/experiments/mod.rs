@@ -1,10 +1,14 @@
 //! The experiment registry: one module per paper, one entry each, in one table.
 
+pub mod children;
 pub mod classifier;
 pub mod diffgrad;
 pub mod ib_lossy;
 pub mod ib_tishby;
+pub mod lr_batch;
 pub mod mi_synthetic;
+pub mod sgd_noise;
+pub mod train_longer;
 
 use crate::run::{Outcome, RunContext};
 use anyhow::{bail, Result};
@@ -46,6 +50,9 @@ pub static REGISTRY: &[Entry] = &[
     ib_tishby::ENTRY,
     ib_lossy::ENTRY,
     mi_synthetic::ENTRY,
+    train_longer::ENTRY,
+    lr_batch::ENTRY,
+    sgd_noise::ENTRY,
 ];
 
 pub fn find(name: &str) -> Result<&'static Entry> {

@@ -59,6 +59,10 @@ pub struct ModelConfig {
     pub dropout: f64,
     /// ResNet depth (resnet only).
     pub depth: i64,
+    /// Batch norm after each hidden linear layer (mlp only).
+    pub batch_norm: bool,
+    /// Ghost batch norm: statistics over virtual batches of this size (0 = the whole batch).
+    pub ghost_batch: i64,
 }
 
 impl Default for ModelConfig {
@@ -70,6 +74,8 @@ impl Default for ModelConfig {
             activation: Activation::Relu,
             dropout: 0.0,
             depth: 20,
+            batch_norm: false,
+            ghost_batch: 0,
         }
     }
 }
@@ -82,14 +88,75 @@ impl crate::config::Check for ModelConfig {
         if self.hidden.iter().chain(&self.channels).any(|&w| w < 1) {
             bail!("model.hidden and model.channels need positive widths");
         }
+        let has_bn = self.batch_norm || self.arch == Arch::Resnet;
+        if self.ghost_batch < 0 || (self.ghost_batch > 0 && !has_bn) {
+            bail!("model.ghost_batch needs batch norm (model.batch_norm = true, or arch = \"resnet\") and a size >= 1 (0 = off)");
+        }
+        if self.batch_norm && self.arch != Arch::Mlp {
+            bail!("model.batch_norm applies to model.arch = \"mlp\" (the resnet has its own)");
+        }
         Ok(())
     }
 }
 
-/// Multi-layer perceptron; the last layer is linear (logits).
+/// Batch norm whose training statistics come from virtual ("ghost") batches of `ghost_size`
+/// rows inside the batch (Hoffer et al. 2017): each ghost batch is normalised by its own mean
+/// and variance and updates the running statistics in turn. `ghost_size` 0 (or ≥ the batch)
+/// is ordinary batch norm. Evaluation uses the running statistics.
+#[derive(Debug)]
+pub struct GhostBatchNorm {
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+    pub ghost_size: i64,
+    momentum: f64,
+    eps: f64,
+}
+
+impl GhostBatchNorm {
+    pub fn new(p: &nn::Path, features: i64, ghost_size: i64) -> Self {
+        GhostBatchNorm {
+            weight: p.ones("weight", &[features]),
+            bias: p.zeros("bias", &[features]),
+            running_mean: p.zeros_no_train("running_mean", &[features]),
+            running_var: p.ones_no_train("running_var", &[features]),
+            ghost_size,
+            momentum: 0.1,
+            eps: 1e-5,
+        }
+    }
+}
+
+impl ModuleT for GhostBatchNorm {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let norm = |x: &Tensor| {
+            x.batch_norm(
+                Some(&self.weight),
+                Some(&self.bias),
+                Some(&self.running_mean),
+                Some(&self.running_var),
+                train,
+                self.momentum,
+                self.eps,
+                false,
+            )
+        };
+        let n = xs.size()[0];
+        if !train || self.ghost_size <= 0 || self.ghost_size >= n {
+            return norm(xs);
+        }
+        let parts: Vec<Tensor> = xs.split(self.ghost_size, 0).iter().map(norm).collect();
+        Tensor::cat(&parts, 0)
+    }
+}
+
+/// Multi-layer perceptron; the last layer is linear (logits). Optionally (ghost) batch norm
+/// between each hidden linear layer and its activation.
 #[derive(Debug)]
 pub struct Mlp {
     layers: Vec<nn::Linear>,
+    norms: Vec<GhostBatchNorm>,
     activation: Activation,
     dropout: f64,
 }
@@ -114,9 +181,22 @@ impl Mlp {
             .collect();
         Mlp {
             layers,
+            norms: vec![],
             activation,
             dropout,
         }
+    }
+
+    /// Adds batch norm (ghost batches of `ghost_size`; 0 = the whole batch) to every hidden layer.
+    pub fn with_batch_norm(mut self, p: &nn::Path, ghost_size: i64) -> Self {
+        let hidden = self.layers.len() - 1;
+        self.norms = (0..hidden)
+            .map(|i| {
+                let width = self.layers[i].ws.size()[0];
+                GhostBatchNorm::new(&(p / format!("bn{i}")), width, ghost_size)
+            })
+            .collect();
+        self
     }
 }
 
@@ -127,6 +207,9 @@ impl ModuleT for Mlp {
         for (i, layer) in self.layers.iter().enumerate() {
             h = h.apply(layer);
             if i < last {
+                if let Some(bn) = self.norms.get(i) {
+                    h = bn.forward_t(&h, train);
+                }
                 h = self.activation.apply(&h);
                 if self.dropout > 0.0 {
                     h = h.dropout(self.dropout, train);
@@ -231,16 +314,29 @@ pub fn classifier(
     use crate::config::Check;
     cfg.check()?;
     Ok(match cfg.arch {
-        Arch::Mlp => Box::new(Mlp::new(
-            p,
-            input_shape.iter().product(),
-            &cfg.hidden,
-            n_out,
-            cfg.activation,
-            cfg.dropout,
-        )),
+        Arch::Mlp => {
+            let mlp = Mlp::new(
+                p,
+                input_shape.iter().product(),
+                &cfg.hidden,
+                n_out,
+                cfg.activation,
+                cfg.dropout,
+            );
+            Box::new(if cfg.batch_norm {
+                mlp.with_batch_norm(p, cfg.ghost_batch)
+            } else {
+                mlp
+            })
+        }
         Arch::Cnn => Box::new(SmallCnn::new(p, input_shape, cfg, n_out)?),
-        Arch::Resnet => Box::new(resnet::ResNet::new(p, input_shape, cfg.depth, n_out)?),
+        Arch::Resnet => Box::new(resnet::ResNet::new(
+            p,
+            input_shape,
+            cfg.depth,
+            n_out,
+            cfg.ghost_batch,
+        )?),
     })
 }
 
@@ -285,6 +381,44 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("needs image inputs"), "{e}");
+    }
+
+    #[test]
+    fn ghost_batch_norm_is_batch_norm_at_full_ghost_size_and_per_ghost_otherwise() {
+        let _rng = crate::rng::serial();
+        tch::manual_seed(4);
+        let x = Tensor::randn([64, 5], (Kind::Float, Device::Cpu)) * 3.0 + 1.0;
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = nn::BatchNormConfig {
+            ws_init: nn::Init::Const(1.0),
+            ..Default::default()
+        };
+        let bn = nn::batch_norm1d(vs.root() / "bn", 5, cfg);
+        let ghost = GhostBatchNorm::new(&(vs.root() / "ghost"), 5, 64);
+        let (a, b) = (x.apply_t(&bn, true), ghost.forward_t(&x, true));
+        assert!(a.allclose(&b, 1e-5, 1e-6, false));
+        assert!(bn
+            .running_mean
+            .allclose(&ghost.running_mean, 1e-6, 1e-7, false));
+        assert!(bn
+            .running_var
+            .allclose(&ghost.running_var, 1e-6, 1e-7, false));
+        assert!(x
+            .apply_t(&bn, false)
+            .allclose(&ghost.forward_t(&x, false), 1e-5, 1e-6, false));
+        // Ghost batches of 16: each quarter is standardised on its own.
+        let g16 = GhostBatchNorm::new(&(vs.root() / "g16"), 5, 16);
+        let y = g16.forward_t(&x, true);
+        for q in 0..4 {
+            let part = y.narrow(0, q * 16, 16);
+            let mean = part
+                .mean_dim(0, false, Kind::Float)
+                .abs()
+                .max()
+                .double_value(&[]);
+            assert!(mean < 1e-5, "ghost batch {q} mean {mean}");
+        }
+        assert!(!y.allclose(&a, 1e-3, 1e-3, false));
     }
 
     #[test]

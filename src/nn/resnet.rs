@@ -1,8 +1,10 @@
 //! The CIFAR ResNets of He et al. (2016), depth 6n+2 (ResNet-20, -32, -44, -56): a 3×3 conv
 //! with 16 channels, three stages of n basic blocks (16, 32, 64 channels; stride 2 entering
 //! stages 2 and 3) with parameter-free "option A" shortcuts (subsample and zero-pad channels),
-//! global average pooling and a linear classifier. Batch norm everywhere.
+//! global average pooling and a linear classifier. Batch norm everywhere (weights 1, biases 0,
+//! as in PyTorch), optionally over ghost batches.
 
+use super::GhostBatchNorm;
 use anyhow::{bail, Result};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
@@ -10,9 +12,9 @@ use tch::Tensor;
 #[derive(Debug)]
 struct Block {
     conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
+    bn1: GhostBatchNorm,
     conv2: nn::Conv2D,
-    bn2: nn::BatchNorm,
+    bn2: GhostBatchNorm,
     /// Extra channels to pad the shortcut with (0 when shapes match).
     pad_channels: i64,
     stride: i64,
@@ -29,12 +31,12 @@ fn conv3x3(p: nn::Path, c_in: i64, c_out: i64, stride: i64) -> nn::Conv2D {
 }
 
 impl Block {
-    fn new(p: &nn::Path, c_in: i64, c_out: i64, stride: i64) -> Self {
+    fn new(p: &nn::Path, c_in: i64, c_out: i64, stride: i64, ghost: i64) -> Self {
         Block {
             conv1: conv3x3(p / "conv1", c_in, c_out, stride),
-            bn1: nn::batch_norm2d(p / "bn1", c_out, Default::default()),
+            bn1: GhostBatchNorm::new(&(p / "bn1"), c_out, ghost),
             conv2: conv3x3(p / "conv2", c_out, c_out, 1),
-            bn2: nn::batch_norm2d(p / "bn2", c_out, Default::default()),
+            bn2: GhostBatchNorm::new(&(p / "bn2"), c_out, ghost),
             pad_channels: c_out - c_in,
             stride,
         }
@@ -61,13 +63,14 @@ impl ModuleT for Block {
 #[derive(Debug)]
 pub struct ResNet {
     stem: nn::Conv2D,
-    bn: nn::BatchNorm,
+    bn: GhostBatchNorm,
     blocks: Vec<Block>,
     fc: nn::Linear,
 }
 
 impl ResNet {
-    pub fn new(p: &nn::Path, input: &[i64], depth: i64, n_out: i64) -> Result<Self> {
+    /// `ghost`: ghost batch size for every batch norm (0 = the whole batch).
+    pub fn new(p: &nn::Path, input: &[i64], depth: i64, n_out: i64, ghost: i64) -> Result<Self> {
         let &[c, _, _] = input else {
             bail!("model.arch = \"resnet\" needs image inputs [channels, height, width], got {input:?}");
         };
@@ -85,13 +88,14 @@ impl ResNet {
                     c_in,
                     width,
                     stride,
+                    ghost,
                 ));
                 c_in = width;
             }
         }
         Ok(ResNet {
             stem: conv3x3(p / "stem", c, 16, 1),
-            bn: nn::batch_norm2d(p / "bn", 16, Default::default()),
+            bn: GhostBatchNorm::new(&(p / "bn"), 16, ghost),
             blocks,
             fc: nn::linear(p / "fc", 64, n_out, Default::default()),
         })
@@ -116,7 +120,7 @@ mod tests {
     #[test]
     fn resnet20_has_the_papers_shape_and_size() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let net = ResNet::new(&vs.root(), &[3, 32, 32], 20, 10).unwrap();
+        let net = ResNet::new(&vs.root(), &[3, 32, 32], 20, 10, 0).unwrap();
         let params: i64 = crate::optim::trainable(&vs)
             .iter()
             .map(|(_, t)| t.numel() as i64)
@@ -125,7 +129,7 @@ mod tests {
         assert!((260_000..280_000).contains(&params), "{params}");
         let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
         assert_eq!(net.forward_t(&x, true).size(), vec![2, 10]);
-        assert!(ResNet::new(&vs.root(), &[3, 32, 32], 21, 10).is_err());
-        assert!(ResNet::new(&vs.root(), &[3], 20, 10).is_err());
+        assert!(ResNet::new(&vs.root(), &[3, 32, 32], 21, 10, 0).is_err());
+        assert!(ResNet::new(&vs.root(), &[3], 20, 10, 0).is_err());
     }
 }

@@ -5,6 +5,9 @@
 //! Host syncs: none inside the step loop. Per-step losses and correct counts stay on the
 //! device and are read once at the end of the epoch.
 
+pub mod distance;
+pub mod hessian;
+
 use crate::data::{Dataset, Split};
 use crate::optim::{Optimizer, ScheduleConfig};
 use crate::rng::{self, Stream};
@@ -33,6 +36,8 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     /// How many checkpoints to keep.
     pub keep_checkpoints: usize,
+    /// Log ‖w − w_0‖ per layer (`dist_<layer>` columns) and in total (`dist_total`).
+    pub distance_from_init: bool,
 }
 
 impl Default for TrainConfig {
@@ -44,6 +49,7 @@ impl Default for TrainConfig {
             eval_batch_size: 2048,
             checkpoint_every: 1,
             keep_checkpoints: 1,
+            distance_from_init: false,
         }
     }
 }
@@ -236,7 +242,16 @@ pub fn fit(
         data,
         schedule,
     } = task;
-    let extra = hooks.columns();
+    let distance = if cfg.distance_from_init {
+        Some(distance::InitDistance::open(&ctx.dir, vs)?)
+    } else {
+        None
+    };
+    let extra: Vec<String> = distance
+        .iter()
+        .flat_map(|d| d.columns())
+        .chain(hooks.columns())
+        .collect();
     let columns: Vec<&str> = columns(data.val.is_some())
         .into_iter()
         .chain(extra.iter().map(String::as_str))
@@ -311,6 +326,9 @@ pub fn fit(
             row.extend([val_loss.into(), val_acc.into()]);
         }
         row.extend([test_loss.into(), test_acc.into()]);
+        if let Some(d) = &distance {
+            row.extend(d.measure().into_iter().map(Cell::from));
+        }
         row.extend(hooks.on_epoch_end(epoch, model)?);
         ctx.log(row)?;
         if epoch % cfg.checkpoint_every.max(1) == 0 || epoch == cfg.epochs {

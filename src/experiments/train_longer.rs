@@ -1,0 +1,255 @@
+//! `train-longer` (paper 15, Hoffer, Hubara & Soudry, "Train longer, generalize better"): the
+//! generalization gap of large-batch training is a matter of too few, too short updates, not
+//! of the batch size itself. A batch-normalised MLP is trained with a small batch B_S and with
+//! a large batch B_L, adding the paper's fixes one at a time:
+//!
+//! 1. `small`: batch B_S, learning rate η, E epochs;
+//! 2. `large`: batch B_L, same η and epochs (B_L/B_S times fewer updates);
+//! 3. `large-sqrt-lr`: η·√(B_L/B_S) (the update's noise matched to the small batch);
+//! 4. `large-ghost-bn`: + ghost batch norm over virtual batches of `ghost_size`;
+//! 5. `large-regime`: + regime adaptation: epochs and milestones × B_L/B_S (as many updates
+//!    as the small batch).
+//!
+//! Each arm and seed is a nested `classifier` run (`runs/<arm>-s<seed>/`) logging updates,
+//! train/test error and ‖w − w₀‖ per layer every epoch. summary.csv: per arm the final test
+//! error, the gap to `small`, and the fit ‖w − w₀‖ ≈ a + b·log t over updates t (slope, R²).
+
+use super::children::{self, csv_bytes, Job};
+use super::{classifier, Entry};
+use crate::config;
+use crate::optim::ScheduleName;
+use crate::run::fsutil::write_atomic;
+use crate::run::metrics::{float, mean_std};
+use crate::run::{Outcome, RunContext};
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use toml::Table;
+
+pub const ENTRY: Entry = Entry {
+    name: "train-longer",
+    description: "Small vs large batch: sqrt lr scaling, ghost batch norm, regime adaptation",
+    paper: "Train longer, generalize better: closing the generalization gap in large batch training of neural networks",
+    defaults: include_str!("../../experiments/train-longer.toml"),
+    normalize: config::normalize::<Config>,
+    train,
+    eval: None,
+    information_plane: false,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arm {
+    Small,
+    Large,
+    LargeSqrtLr,
+    LargeGhostBn,
+    LargeRegime,
+}
+
+impl Arm {
+    fn as_str(self) -> &'static str {
+        match self {
+            Arm::Small => "small",
+            Arm::Large => "large",
+            Arm::LargeSqrtLr => "large-sqrt-lr",
+            Arm::LargeGhostBn => "large-ghost-bn",
+            Arm::LargeRegime => "large-regime",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub small_batch: i64,
+    pub large_batch: i64,
+    pub ghost_size: i64,
+    pub arms: Vec<Arm>,
+    /// Replicates, as offsets added to the run seed (so a sweep over `seed` varies them all).
+    pub seeds: Vec<u64>,
+    /// The small-batch run: data, model (with batch norm), optimizer, epochs and schedule.
+    pub base: classifier::Config,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            small_batch: 32,
+            large_batch: 1024,
+            ghost_size: 32,
+            arms: vec![
+                Arm::Small,
+                Arm::Large,
+                Arm::LargeSqrtLr,
+                Arm::LargeGhostBn,
+                Arm::LargeRegime,
+            ],
+            seeds: vec![0],
+            base: classifier::Config::default(),
+        }
+    }
+}
+
+impl config::Check for Config {
+    fn check(&self) -> Result<()> {
+        if self.small_batch < 1 || self.large_batch <= self.small_batch {
+            bail!("need 1 <= small_batch < large_batch");
+        }
+        if self.ghost_size < 1 || self.arms.is_empty() || self.seeds.is_empty() {
+            bail!("ghost_size must be >= 1; arms and seeds must not be empty");
+        }
+        for &arm in &self.arms {
+            config::Check::check(&self.arm_config(arm))?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn ratio(&self) -> f64 {
+        self.large_batch as f64 / self.small_batch as f64
+    }
+
+    /// The classifier config of an arm; the fixes accumulate in the paper's order.
+    fn arm_config(&self, arm: Arm) -> classifier::Config {
+        let mut c = self.base.clone();
+        c.train.distance_from_init = true;
+        c.train.batch_size = self.small_batch;
+        if arm == Arm::Small {
+            return c;
+        }
+        c.train.batch_size = self.large_batch;
+        if matches!(arm, Arm::LargeSqrtLr | Arm::LargeGhostBn | Arm::LargeRegime) {
+            c.optim.lr *= self.ratio().sqrt();
+        }
+        if matches!(arm, Arm::LargeGhostBn | Arm::LargeRegime) {
+            c.model.ghost_batch = self.ghost_size;
+        }
+        if arm == Arm::LargeRegime {
+            let r = self.ratio();
+            c.train.epochs = (c.train.epochs as f64 * r).round() as usize;
+            let s = &mut c.optim.schedule;
+            s.milestones.iter_mut().for_each(|m| *m *= r);
+            s.step_size *= r;
+            s.t_max *= r;
+            s.warmup_epochs *= r;
+            if s.name == ScheduleName::Exponential {
+                s.gamma = s.gamma.powf(1.0 / r);
+            }
+        }
+        c
+    }
+
+    fn jobs(&self, run_seed: u64) -> Vec<Job> {
+        self.arms
+            .iter()
+            .flat_map(|&arm| {
+                self.seeds.iter().map(move |&offset| {
+                    let seed = run_seed + offset;
+                    Job {
+                        name: format!("{}-s{seed}", arm.as_str()),
+                        labels: vec![arm.as_str().to_string(), seed.to_string()],
+                        config: self.arm_config(arm),
+                        seed,
+                    }
+                })
+            })
+            .collect()
+    }
+}
+
+const SUMMARY: &[&str] = &[
+    "arm",
+    "batch",
+    "lr",
+    "epochs",
+    "updates",
+    "seeds",
+    "test_err_mean",
+    "test_err_std",
+    "gap_to_small",
+    "dist_log_slope",
+    "dist_log_r2",
+];
+
+fn summarise(cfg: &Config, ctx: &mut RunContext, jobs: &[Job]) -> Result<()> {
+    let (done, _) = children::collect(ctx, &["arm", "seed"], jobs)?;
+    let mut rows = vec![];
+    let mut small_err = f64::NAN;
+    let mut finals = serde_json::Map::new();
+    for &arm in &cfg.arms {
+        let runs: Vec<&children::Finished> = done
+            .iter()
+            .filter(|f| f.job.labels[0] == arm.as_str())
+            .collect();
+        let errs: Vec<f64> = runs
+            .iter()
+            .map(|f| 100.0 * (1.0 - f.last("test_acc")))
+            .collect();
+        let (err, err_sd) = mean_std(&errs);
+        if arm == Arm::Small {
+            small_err = err;
+        }
+        // ‖w − w₀‖ against log(updates), all seeds' epochs pooled.
+        let (mut logt, mut dist) = (vec![], vec![]);
+        for f in &runs {
+            logt.extend(f.column("step").iter().map(|t| t.ln()));
+            dist.extend(f.column("dist_total"));
+        }
+        let fit = crate::stats::linear_fit(&logt, &dist);
+        let c = cfg.arm_config(arm);
+        let updates = runs.first().map_or(f64::NAN, |f| f.last("step"));
+        rows.push(vec![
+            arm.as_str().into(),
+            c.train.batch_size.to_string(),
+            float(c.optim.lr),
+            c.train.epochs.to_string(),
+            float(updates),
+            runs.len().to_string(),
+            float(err),
+            float(err_sd),
+            float(err - small_err),
+            float(fit.slope),
+            float(fit.r2),
+        ]);
+        finals.insert(format!("{}_test_err", arm.as_str()), serde_json::json!(err));
+    }
+    write_atomic(&ctx.dir.join("summary.csv"), &csv_bytes(SUMMARY, &rows)?)?;
+    ctx.set_final_metrics(finals);
+    Ok(())
+}
+
+fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
+    let cfg: Config = config::typed(table)?;
+    let jobs = cfg.jobs(ctx.seed);
+    let stopped = children::train(ctx, "train-longer", &jobs)?;
+    summarise(&cfg, ctx, &jobs)?;
+    Ok(stopped.unwrap_or(Outcome::Completed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arms_accumulate_the_papers_fixes() {
+        let mut cfg = Config::default();
+        cfg.base.optim.lr = 0.1;
+        cfg.base.train.epochs = 4;
+        cfg.base.optim.schedule.milestones = vec![2.0, 3.0];
+        let small = cfg.arm_config(Arm::Small);
+        assert_eq!((small.train.batch_size, small.optim.lr), (32, 0.1));
+        assert!(small.train.distance_from_init);
+        let large = cfg.arm_config(Arm::Large);
+        assert_eq!((large.train.batch_size, large.optim.lr), (1024, 0.1));
+        let sqrt = cfg.arm_config(Arm::LargeSqrtLr);
+        assert!((sqrt.optim.lr - 0.1 * 32f64.sqrt()).abs() < 1e-12);
+        assert_eq!(sqrt.model.ghost_batch, 0);
+        let gbn = cfg.arm_config(Arm::LargeGhostBn);
+        assert_eq!(gbn.model.ghost_batch, 32);
+        let ra = cfg.arm_config(Arm::LargeRegime);
+        assert_eq!(ra.train.epochs, 128);
+        assert_eq!(ra.optim.schedule.milestones, vec![64.0, 96.0]);
+        assert_eq!(ra.model.ghost_batch, 32);
+    }
+}
