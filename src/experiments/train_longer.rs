@@ -170,7 +170,19 @@ const SUMMARY: &[&str] = &[
     "gap_to_small",
     "dist_log_slope",
     "dist_log_r2",
+    "dist_log_slope_pre_drop",
+    "dist_log_r2_pre_drop",
 ];
+
+/// The epoch of the first learning-rate drop of a schedule (the whole run if it has none).
+fn first_drop(c: &classifier::Config) -> f64 {
+    let s = &c.optim.schedule;
+    match s.name {
+        ScheduleName::Multistep => s.milestones.iter().copied().fold(f64::INFINITY, f64::min),
+        ScheduleName::Step => s.step_size,
+        _ => f64::INFINITY,
+    }
+}
 
 fn summarise(cfg: &Config, ctx: &mut RunContext, jobs: &[Job]) -> Result<()> {
     let (done, _) = children::collect(ctx, &["arm", "seed"], jobs)?;
@@ -190,14 +202,24 @@ fn summarise(cfg: &Config, ctx: &mut RunContext, jobs: &[Job]) -> Result<()> {
         if arm == Arm::Small {
             small_err = err;
         }
-        // ‖w − w₀‖ against log(updates), all seeds' epochs pooled.
-        let (mut logt, mut dist) = (vec![], vec![]);
+        // ‖w − w₀‖ against log(updates), all seeds' epochs pooled; over the whole run and over
+        // the epochs before the first learning-rate drop (where the paper sees log t).
+        let c = cfg.arm_config(arm);
+        let (mut logt, mut dist, mut pre) = (vec![], vec![], vec![]);
         for f in &runs {
             logt.extend(f.column("step").iter().map(|t| t.ln()));
             dist.extend(f.column("dist_total"));
+            pre.extend(f.column("epoch").iter().map(|&e| e <= first_drop(&c)));
         }
         let fit = crate::stats::linear_fit(&logt, &dist);
-        let c = cfg.arm_config(arm);
+        let keep = |v: &[f64]| -> Vec<f64> {
+            v.iter()
+                .zip(&pre)
+                .filter(|(_, &p)| p)
+                .map(|(x, _)| *x)
+                .collect()
+        };
+        let fit_pre = crate::stats::linear_fit(&keep(&logt), &keep(&dist));
         let updates = runs.first().map_or(f64::NAN, |f| f.last("step"));
         rows.push(vec![
             arm.as_str().into(),
@@ -211,6 +233,8 @@ fn summarise(cfg: &Config, ctx: &mut RunContext, jobs: &[Job]) -> Result<()> {
             float(err - small_err),
             float(fit.slope),
             float(fit.r2),
+            float(fit_pre.slope),
+            float(fit_pre.r2),
         ]);
         finals.insert(format!("{}_test_err", arm.as_str()), serde_json::json!(err));
     }
