@@ -1266,3 +1266,52 @@ fn sgd_noise_experiments_run_end_to_end_at_smoke_size() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(std::fs::metadata(sn.join("phase.png")).unwrap().len() > 1000);
 }
+
+#[test]
+fn gradient_estimator_experiments_run_end_to_end_at_smoke_size() {
+    require_data("mnist5k", "data-mnist5k");
+    let tmp = tempfile::tempdir().unwrap();
+    for exp in ["stochastic-neurons", "wta-crs", "tpsgd"] {
+        let out = run(&["train", exp, "--smoke"], tmp.path());
+        assert!(out.status.success(), "{exp}: {}", text(&out.stderr));
+    }
+    let dir = |exp: &str| run_dirs(tmp.path(), exp).pop().unwrap();
+
+    let sn = dir("stochastic-neurons");
+    let est = csv_maps(&sn.join("estimators.csv"));
+    assert_eq!(est.len(), 5);
+    assert!(
+        est.iter()
+            .all(|r| r["cos_mean"].parse::<f64>().unwrap() > 0.0),
+        "{est:?}"
+    );
+    let gating = csv_maps(&sn.join("gating.csv"));
+    assert_eq!(gating[0]["estimator"], "ungated");
+    assert_eq!(gating.len(), 1 + 5);
+
+    let wc = dir("wta-crs");
+    assert_eq!(csv_maps(&wc.join("estimators.csv")).len(), 2 * 4);
+    let training = csv_maps(&wc.join("training.csv"));
+    let bytes = |s: &str, k: &str| {
+        training
+            .iter()
+            .find(|r| r["sampler"] == s && r["k_fraction"] == k)
+            .unwrap()["stored_activation_bytes"]
+            .parse::<f64>()
+            .unwrap()
+    };
+    // k/N = 0.1 keeps about a tenth of the rows of exact backprop.
+    let ratio = bytes("wta-crs", "0.1") / bytes("exact", "1.0");
+    assert!((ratio - 0.1).abs() < 0.02, "{ratio}");
+
+    let tp = dir("tpsgd");
+    let results = csv_maps(&tp.join("results.csv"));
+    assert_eq!(results.len(), 5);
+    let peak = |rule: &str| {
+        results.iter().find(|r| r["rule"] == rule).unwrap()["peak_activation_bytes"]
+            .parse::<i64>()
+            .unwrap()
+    };
+    assert!(peak("tp-l2") < peak("backprop"));
+    assert_eq!(csv_maps(&tp.join("depth.csv")).len(), 2 * 5);
+}

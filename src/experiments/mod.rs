@@ -8,7 +8,10 @@ pub mod ib_tishby;
 pub mod lr_batch;
 pub mod mi_synthetic;
 pub mod sgd_noise;
+pub mod stochastic_neurons;
+pub mod tpsgd;
 pub mod train_longer;
+pub mod wta_crs;
 
 use crate::run::{Outcome, RunContext};
 use anyhow::{bail, Result};
@@ -53,6 +56,9 @@ pub static REGISTRY: &[Entry] = &[
     train_longer::ENTRY,
     lr_batch::ENTRY,
     sgd_noise::ENTRY,
+    stochastic_neurons::ENTRY,
+    wta_crs::ENTRY,
+    tpsgd::ENTRY,
 ];
 
 pub fn find(name: &str) -> Result<&'static Entry> {

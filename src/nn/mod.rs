@@ -1,7 +1,10 @@
 //! Reusable models. Built from an `nn::Path` so their weights live in the run's VarStore (and so
 //! in checkpoints); the same code runs on CPU and CUDA.
 
+pub mod local;
 pub mod resnet;
+pub mod stochastic;
+pub mod wta_crs;
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};

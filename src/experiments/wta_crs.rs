@@ -1,0 +1,376 @@
+//! `wta-crs` (paper 23, Liu et al. 2023, "Winner-take-all column row sampling for memory
+//! efficient adaptation of language models"): the weight gradient GᵀX of a linear layer
+//! estimated from k of its N rows, keeping only those rows' activations for the backward pass.
+//!
+//! Part (a), `estimators.csv`: on matrices with heavy-tailed row norms (log-normal, so a few
+//! rows dominate), the relative bias ‖E[Ĝ] − GᵀX‖/‖GᵀX‖ and relative variance
+//! E‖Ĝ − E[Ĝ]‖²/‖GᵀX‖² of uniform sampling, CRS (p ∝ ‖x_i‖‖g_i‖), WTA-CRS and top-k, at each
+//! k/N in `k_fractions`.
+//! Part (b), `training.csv` and metrics.csv: an MLP on MNIST whose linear layers use each
+//! sampler (exact backprop for reference): test accuracy and the activation bytes the layers
+//! keep for the backward pass (k rows instead of N per layer). The transformer block the issue
+//! mentions is not built here.
+
+use super::children::csv_bytes;
+use super::Entry;
+use crate::config;
+use crate::data::{self, DataConfig, Dataset};
+use crate::nn::wta_crs::{select, Sampler, WtaCrsLinear};
+use crate::optim::{OptimConfig, OptimName, Optimizer};
+use crate::rng::{self, Stream};
+use crate::run::fsutil::write_atomic;
+use crate::run::metrics::float;
+use crate::run::progress::Progress;
+use crate::run::{Outcome, RunContext};
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use tch::nn::{Module, VarStore};
+use tch::{Device, Kind, Tensor};
+use toml::Table;
+
+pub const ENTRY: Entry = Entry {
+    name: "wta-crs",
+    description: "Sampled weight gradients (uniform, CRS, WTA-CRS, top-k): variance and training",
+    paper: "Winner-Take-All Column Row Sampling for Memory Efficient Adaptation of Language Model",
+    defaults: include_str!("../../experiments/wta-crs.toml"),
+    normalize: config::normalize::<Config>,
+    train,
+    eval: None,
+    information_plane: false,
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Study {
+    pub enabled: bool,
+    pub rows: i64,
+    pub in_dim: i64,
+    pub out_dim: i64,
+    /// σ of the log-normal row norms (larger: heavier tail).
+    pub tail: f64,
+    pub draws: usize,
+}
+
+impl Default for Study {
+    fn default() -> Self {
+        Study {
+            enabled: true,
+            rows: 512,
+            in_dim: 64,
+            out_dim: 32,
+            tail: 1.5,
+            draws: 2000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Training {
+    pub enabled: bool,
+    pub data: DataConfig,
+    pub hidden: Vec<i64>,
+    pub samplers: Vec<Sampler>,
+    pub epochs: usize,
+    pub batch_size: i64,
+    pub lr: f64,
+    /// CRS/WTA-CRS importance ‖x_i‖·‖g_i‖ with ‖g_i‖ from the previous step's same row
+    /// position (true, as the paper), or ‖x_i‖ alone (false).
+    pub cached_grad_norms: bool,
+}
+
+impl Default for Training {
+    fn default() -> Self {
+        Training {
+            enabled: true,
+            data: DataConfig {
+                name: "mnist".into(),
+                train_subset: 10000,
+                ..Default::default()
+            },
+            hidden: vec![512, 512],
+            samplers: vec![
+                Sampler::Exact,
+                Sampler::Uniform,
+                Sampler::Crs,
+                Sampler::WtaCrs,
+            ],
+            epochs: 5,
+            batch_size: 128,
+            lr: 1e-3,
+            cached_grad_norms: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub k_fractions: Vec<f64>,
+    /// WTA-CRS: share of the k rows kept deterministically (the winners).
+    pub top_fraction: f64,
+    pub study: Study,
+    pub training: Training,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            k_fractions: vec![0.1, 0.3],
+            top_fraction: 0.5,
+            study: Study::default(),
+            training: Training::default(),
+        }
+    }
+}
+
+impl config::Check for Config {
+    fn check(&self) -> Result<()> {
+        if self.k_fractions.is_empty() || self.k_fractions.iter().any(|&k| !(k > 0.0 && k <= 1.0)) {
+            bail!("k_fractions must be in (0, 1]");
+        }
+        if !(0.0..=1.0).contains(&self.top_fraction) {
+            bail!("top_fraction must be in [0, 1]");
+        }
+        let s = &self.study;
+        if s.rows < 2 || s.in_dim < 1 || s.out_dim < 1 || s.draws < 2 {
+            bail!("study: rows >= 2, in_dim and out_dim >= 1, draws >= 2");
+        }
+        let t = &self.training;
+        if t.epochs == 0 || t.batch_size < 1 || t.samplers.is_empty() {
+            bail!("training: epochs and batch_size >= 1, samplers not empty");
+        }
+        t.data.check()
+    }
+}
+
+fn heavy_rows(n: i64, d: i64, tail: f64) -> Tensor {
+    let norms = (Tensor::randn([n, 1], (Kind::Double, Device::Cpu)) * tail).exp();
+    Tensor::randn([n, d], (Kind::Double, Device::Cpu)) * norms
+}
+
+fn part_a(cfg: &Config, ctx: &RunContext) -> Result<Vec<Vec<String>>> {
+    let s = &cfg.study;
+    rng::reseed(ctx.seed, Stream::Data, 0, 0);
+    let (g, x) = (
+        heavy_rows(s.rows, s.out_dim, s.tail),
+        heavy_rows(s.rows, s.in_dim, s.tail),
+    );
+    let exact = g.tr().matmul(&x);
+    let norm = exact.norm().double_value(&[]);
+    let p = g.norm_scalaropt_dim(2, [1i64].as_slice(), false)
+        * x.norm_scalaropt_dim(2, [1i64].as_slice(), false);
+    let mut rows = vec![];
+    for &kf in &cfg.k_fractions {
+        let k = ((kf * s.rows as f64).round() as i64).max(1);
+        for sampler in [
+            Sampler::Uniform,
+            Sampler::Crs,
+            Sampler::WtaCrs,
+            Sampler::TopK,
+        ] {
+            rng::reseed(ctx.seed, Stream::Step, k as u64, sampler as u64);
+            let (mut sum, mut sq) = (Tensor::zeros_like(&exact), 0.0);
+            for _ in 0..s.draws {
+                let sel = select(sampler, &p, k, cfg.top_fraction);
+                let est = (g.index_select(0, &sel.rows) * sel.scale.unsqueeze(1))
+                    .tr()
+                    .matmul(&x.index_select(0, &sel.rows));
+                sq += est.square().sum(Kind::Double).double_value(&[]);
+                sum += est;
+            }
+            let mean = sum / s.draws as f64;
+            let bias = (&mean - &exact).norm().double_value(&[]) / norm;
+            // E‖Ĝ − E[Ĝ]‖² = E‖Ĝ‖² − ‖E[Ĝ]‖², relative to ‖GᵀX‖².
+            let var = (sq / s.draws as f64 - mean.square().sum(Kind::Double).double_value(&[]))
+                .max(0.0)
+                / (norm * norm);
+            rows.push(vec![
+                float(kf),
+                k.to_string(),
+                sampler.as_str().into(),
+                float(bias),
+                float(var),
+            ]);
+        }
+    }
+    Ok(rows)
+}
+
+/// An MLP of sampled-gradient linear layers.
+struct SampledMlp {
+    layers: Vec<WtaCrsLinear>,
+}
+
+impl SampledMlp {
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut h = x.flatten(1, -1);
+        let last = self.layers.len() - 1;
+        for (i, l) in self.layers.iter().enumerate() {
+            h = if train {
+                l.forward_train(&h)
+            } else {
+                l.forward(&h)
+            };
+            if i < last {
+                h = h.relu();
+            }
+        }
+        h
+    }
+
+    /// Bytes of layer inputs kept for the weight gradients in the last training step.
+    fn stored_bytes(&self) -> i64 {
+        self.layers
+            .iter()
+            .map(|l| *l.stored_rows.borrow() * l.ws.size()[1] * 4)
+            .sum()
+    }
+}
+
+/// Trains one MLP with `sampler` at `kf`; returns (test accuracy, stored bytes per step).
+fn training_run(
+    cfg: &Config,
+    data: &Dataset,
+    sampler: Sampler,
+    kf: f64,
+    ctx: &mut RunContext,
+) -> Result<(f64, i64)> {
+    let t = &cfg.training;
+    rng::reseed(ctx.seed, Stream::Init, 0, 0);
+    let mut vs = VarStore::new(Device::Cpu);
+    let widths: Vec<i64> = std::iter::once(data.input_shape.iter().product())
+        .chain(t.hidden.iter().copied())
+        .chain([data.n_classes])
+        .collect();
+    let net = SampledMlp {
+        layers: widths
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| {
+                let mut l = WtaCrsLinear::new(
+                    &(vs.root() / format!("fc{i}")),
+                    w[0],
+                    w[1],
+                    sampler,
+                    kf,
+                    cfg.top_fraction,
+                );
+                l.cached_grad_norms = t.cached_grad_norms;
+                l
+            })
+            .collect(),
+    };
+    vs.set_device(ctx.device);
+    let mut opt = Optimizer::new(
+        crate::optim::trainable(&vs),
+        &OptimConfig {
+            name: OptimName::Adam,
+            lr: t.lr,
+            ..Default::default()
+        },
+    )?;
+    let mut acc = f64::NAN;
+    for epoch in 0..t.epochs {
+        rng::reseed(ctx.seed, Stream::Shuffle, epoch as u64, 0);
+        let mut losses = vec![];
+        for idx in data.train.batches(t.batch_size, true, true) {
+            let (x, y) = data.train.take(&idx);
+            opt.zero_grad();
+            let loss = net.forward(&x, true).cross_entropy_for_logits(&y);
+            loss.backward();
+            net.layers.iter().for_each(WtaCrsLinear::after_backward);
+            opt.step();
+            losses.push(loss.detach());
+        }
+        let train_loss = Tensor::stack(&losses, 0)
+            .mean(Kind::Float)
+            .double_value(&[]);
+        if !train_loss.is_finite() {
+            bail!(
+                "{} at k/N {kf} diverged in epoch {}: lower training.lr",
+                sampler.as_str(),
+                epoch + 1
+            );
+        }
+        acc = tch::no_grad(|| {
+            net.forward(&data.test.x, false)
+                .argmax(-1, false)
+                .eq_tensor(&data.test.y)
+                .to_kind(Kind::Double)
+                .mean(Kind::Double)
+                .double_value(&[])
+        });
+        ctx.log(vec![
+            sampler.as_str().into(),
+            kf.into(),
+            (epoch + 1).into(),
+            train_loss.into(),
+            acc.into(),
+        ])?;
+    }
+    Ok((acc, net.stored_bytes()))
+}
+
+fn part_b(cfg: &Config, ctx: &mut RunContext) -> Result<Option<Vec<Vec<String>>>> {
+    let t = &cfg.training;
+    let data = data::load(&t.data, &ctx.data_dir, ctx.device, ctx.seed)?;
+    let mut runs: Vec<(Sampler, f64)> = vec![];
+    for &s in &t.samplers {
+        if s == Sampler::Exact {
+            runs.push((s, 1.0));
+        } else {
+            runs.extend(cfg.k_fractions.iter().map(|&k| (s, k)));
+        }
+    }
+    let mut progress = Progress::new("wta-crs training", runs.len() as u64, ctx.quiet);
+    let mut rows = vec![];
+    let mut exact_acc = f64::NAN;
+    for (i, &(s, kf)) in runs.iter().enumerate() {
+        let (acc, bytes) = training_run(cfg, &data, s, kf, ctx)?;
+        if s == Sampler::Exact {
+            exact_acc = acc;
+        }
+        rows.push(vec![
+            s.as_str().into(),
+            float(kf),
+            float(acc),
+            float(100.0 * (exact_acc - acc)),
+            bytes.to_string(),
+        ]);
+        progress.update(
+            i as u64 + 1,
+            &format!("{} k/N={kf}: {:.2}%", s.as_str(), 100.0 * acc),
+        );
+        if ctx.interrupt.requested().is_some() {
+            progress.finish();
+            return Ok(None);
+        }
+    }
+    progress.finish();
+    Ok(Some(rows))
+}
+
+fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
+    let cfg: Config = config::typed(table)?;
+    if cfg.study.enabled {
+        let rows = part_a(&cfg, ctx)?;
+        let cols = ["k_fraction", "k", "sampler", "rel_bias", "rel_variance"];
+        write_atomic(&ctx.dir.join("estimators.csv"), &csv_bytes(&cols, &rows)?)?;
+    }
+    if cfg.training.enabled {
+        ctx.open_metrics(&["sampler", "k_fraction", "epoch", "train_loss", "test_acc"])?;
+        let Some(rows) = part_b(&cfg, ctx)? else {
+            return Ok(Outcome::Interrupted(ctx.interrupt.requested().unwrap_or(2)));
+        };
+        let cols = [
+            "sampler",
+            "k_fraction",
+            "test_acc",
+            "points_below_exact",
+            "stored_activation_bytes",
+        ];
+        write_atomic(&ctx.dir.join("training.csv"), &csv_bytes(&cols, &rows)?)?;
+    }
+    Ok(Outcome::Completed)
+}
