@@ -709,15 +709,24 @@ fn ib_tishby_resumes_after_sigterm_and_plots() {
         );
     }
 
-    let out = bin().arg("plot").arg(&dir).output().unwrap();
+    assert_plots(
+        &dir,
+        &[
+            "information_plane.svg",
+            "information_plane.png",
+            "snr.svg",
+            "snr.png",
+        ],
+    );
+}
+
+/// Runs `stochlab plot` on a run directory and checks each figure was drawn.
+fn assert_plots(dir: &Path, figures: &[&str]) {
+    let out = bin().arg("plot").arg(dir).output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    for f in [
-        "information_plane.svg",
-        "information_plane.png",
-        "snr.svg",
-        "snr.png",
-    ] {
-        assert!(std::fs::metadata(dir.join(f)).unwrap().len() > 1000, "{f}");
+    for f in figures {
+        let len = std::fs::metadata(dir.join(f)).map_or(0, |m| m.len());
+        assert!(len > 1000, "{f}: {len} bytes");
     }
 }
 
@@ -1175,14 +1184,7 @@ fn mi_synthetic_smoke_estimates_resumes_and_plots() {
         without_column(&read(&dir.join("metrics.csv")), "seconds"),
         without_column(&csv, "seconds")
     );
-    let out = bin().arg("plot").arg(&whole).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        std::fs::metadata(whole.join("mi_estimates.png"))
-            .unwrap()
-            .len()
-            > 1000
-    );
+    assert_plots(&whole, &["mi_estimates.png"]);
 }
 
 #[test]
@@ -1205,14 +1207,7 @@ fn ib_lossy_smoke_records_a_reproducible_information_plane() {
     assert_eq!(plane.len(), 1 + 2 * 5, "{plane:?}");
     assert!(plane[5].starts_with("0,5,output,10,ksg,"), "{}", plane[5]);
     assert_eq!(plane, &planes[1].1, "same seed, same information plane");
-    let out = bin().arg("plot").arg(dir).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        std::fs::metadata(dir.join("information_plane.png"))
-            .unwrap()
-            .len()
-            > 1000
-    );
+    assert_plots(dir, &["information_plane.png"]);
 }
 
 #[test]
@@ -1262,9 +1257,7 @@ fn sgd_noise_experiments_run_end_to_end_at_smoke_size() {
     assert_eq!(csv_maps(&sn.join("perceptron.csv")).len(), 2 * 2);
     assert_eq!(csv_maps(&sn.join("phase.csv")).len(), 2);
     assert!(read(&sn.join("summary.csv")).contains("log T_c vs log P"));
-    let out = bin().arg("plot").arg(&sn).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(std::fs::metadata(sn.join("phase.png")).unwrap().len() > 1000);
+    assert_plots(&sn, &["phase.png"]);
 }
 
 #[test]
