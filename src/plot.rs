@@ -83,69 +83,48 @@ pub fn plot(run_dir: &Path) -> Result<Vec<PathBuf>> {
     crate::run::read_info(run_dir)?;
     load_font()?;
     let mut made = vec![];
-    let single_seed_plane = || {
-        Csv::read(&run_dir.join("ib.csv"))
-            .ok()
-            .filter(|c| c.col("I_XT").is_ok() && c.col("seed").is_err() && !c.rows.is_empty())
-    };
-    let plane = if run_dir.join("ib_summary.csv").exists() {
-        Some(Csv::read(&run_dir.join("ib_summary.csv"))?)
-    } else {
-        single_seed_plane()
-    };
-    if let Some(plane) = plane {
-        made.extend(both(
-            run_dir,
-            "information_plane",
-            (900, 700),
-            |a| information_plane(a, &plane),
-            |a| information_plane(a, &plane),
-        )?);
-    }
-    if run_dir.join("grads.csv").exists() {
-        let grads = Csv::read(&run_dir.join("grads.csv"))?;
-        if !grads.rows.is_empty() {
+    // Draws `$draw(area, $csv)` into <run>/<$name>.{svg,png}.
+    macro_rules! figure {
+        ($name:expr, $size:expr, $draw:ident, $csv:expr) => {
             made.extend(both(
                 run_dir,
-                "snr",
-                (900, 700),
-                |a| snr(a, &grads),
-                |a| snr(a, &grads),
-            )?);
+                $name,
+                $size,
+                |a| $draw(a, $csv),
+                |a| $draw(a, $csv),
+            )?)
+        };
+    }
+    // A CSV of the run with at least one row, if there is one.
+    let rows_of = |name: &str| -> Result<Option<Csv>> {
+        let path = run_dir.join(name);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let csv = Csv::read(&path)?;
+        Ok((!csv.rows.is_empty()).then_some(csv))
+    };
+    // Mean over seeds (ib_summary.csv), or a single-seed ib.csv.
+    let plane = match rows_of("ib_summary.csv")? {
+        Some(summary) => Some(summary),
+        None => rows_of("ib.csv")?.filter(|c| c.col("I_XT").is_ok() && c.col("seed").is_err()),
+    };
+    if let Some(plane) = &plane {
+        figure!("information_plane", (900, 700), information_plane, plane);
+    }
+    if let Some(grads) = &rows_of("grads.csv")? {
+        figure!("snr", (900, 700), snr, grads);
+    }
+    if let Some(metrics) = &rows_of(crate::run::METRICS_CSV)? {
+        if metrics.col("true_mi").is_ok() && metrics.col("estimate").is_ok() {
+            figure!("mi_estimates", (1000, 750), mi_estimates, metrics);
+        }
+        if metrics.col("epoch").is_ok() && metrics.col("test_loss").is_ok() {
+            figure!("curves", (1000, 450), curves, metrics);
         }
     }
-    let metrics = Csv::read(&run_dir.join(crate::run::METRICS_CSV))?;
-    if metrics.col("true_mi").is_ok() && metrics.col("estimate").is_ok() && !metrics.rows.is_empty()
-    {
-        made.extend(both(
-            run_dir,
-            "mi_estimates",
-            (1000, 750),
-            |a| mi_estimates(a, &metrics),
-            |a| mi_estimates(a, &metrics),
-        )?);
-    }
-    if metrics.col("epoch").is_ok() && metrics.col("test_loss").is_ok() && !metrics.rows.is_empty()
-    {
-        made.extend(both(
-            run_dir,
-            "curves",
-            (1000, 450),
-            |a| curves(a, &metrics),
-            |a| curves(a, &metrics),
-        )?);
-    }
-    if run_dir.join("phase.csv").exists() {
-        let phase = Csv::read(&run_dir.join("phase.csv"))?;
-        if !phase.rows.is_empty() {
-            made.extend(both(
-                run_dir,
-                "phase",
-                (800, 650),
-                |a| heatmap(a, &phase),
-                |a| heatmap(a, &phase),
-            )?);
-        }
+    if let Some(phase) = &rows_of("phase.csv")? {
+        figure!("phase", (800, 650), heatmap, phase);
     }
     if made.is_empty() {
         bail!("{} has nothing to plot yet", run_dir.display());

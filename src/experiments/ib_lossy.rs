@@ -271,11 +271,13 @@ impl Plane<'_> {
         })
     }
 
-    fn measure(&mut self, epoch: usize) -> Result<Vec<(f64, f64)>> {
+    /// Writes every layer's rows of `epoch`; returns the output layer's (I_XT, I_TY) from the
+    /// last estimator.
+    fn measure(&mut self, epoch: usize) -> Result<(f64, f64)> {
         let fit = self.activations(&self.fit_x, epoch, 0);
         let eval = self.activations(&self.eval_x, epoch, 1);
         let names = self.net.names();
-        let mut last = vec![];
+        let mut output = (f64::NAN, f64::NAN);
         for (l, (f, e)) in fit.iter().zip(&eval).enumerate() {
             let started = Instant::now();
             let width = e.size()[1];
@@ -307,10 +309,10 @@ impl Plane<'_> {
                     units.as_str().into(),
                     started.elapsed().as_secs_f64().into(),
                 ])?;
-                last = vec![(ixt, ity)];
+                output = (ixt, ity);
             }
         }
-        Ok(last)
+        Ok(output)
     }
 }
 
@@ -320,9 +322,8 @@ impl Hooks for Plane<'_> {
     }
 
     fn on_epoch_end(&mut self, epoch: usize, _model: &dyn ModuleT) -> Result<Vec<Cell>> {
-        let out = self.measure(epoch)?;
-        let (a, b) = out.first().copied().unwrap_or((f64::NAN, f64::NAN));
-        Ok(vec![a.into(), b.into()])
+        let (ixt, ity) = self.measure(epoch)?;
+        Ok(vec![ixt.into(), ity.into()])
     }
 }
 
@@ -332,10 +333,9 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
     let &[channels, _, _] = data.input_shape.as_slice() else {
         bail!("ib-lossy needs image data (data.name = \"mnist\", \"fashion-mnist\", \"mnist5k\"), got inputs of shape {:?}", data.input_shape);
     };
-    rng::reseed(ctx.seed, Stream::Init, 0, 0);
-    let mut vs = nn::VarStore::new(tch::Device::Cpu);
-    let net = NoisyCnn::new(&vs.root(), channels, &cfg.model, data.n_classes);
-    vs.set_device(ctx.device);
+    let (vs, net) = crate::nn::build_on(ctx.seed, ctx.device, |p| {
+        Ok(NoisyCnn::new(p, channels, &cfg.model, data.n_classes))
+    })?;
     let mut opt = Optimizer::new(crate::optim::trainable(&vs), &cfg.optim)?;
     let mut plane = plane(&cfg, &net, &data, ctx)?;
     if ctx.resume_from.is_none() {

@@ -27,7 +27,7 @@ use crate::run::{Outcome, RunContext};
 use crate::stats::linear_fit;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
-use tch::nn::{ModuleT, VarStore};
+use tch::nn::ModuleT;
 use tch::{Device, Kind, Tensor};
 use toml::Table;
 
@@ -346,11 +346,10 @@ fn phase_point(
     temp: f64,
     ctx: &RunContext,
 ) -> Result<(i64, f64, f64)> {
-    rng::reseed(ctx.seed, Stream::Init, 0, 0);
-    let mut vs = VarStore::new(Device::Cpu);
     let d_in: i64 = data.input_shape.iter().product();
-    let net = Mlp::new(&vs.root(), d_in, &cfg.hidden, 1, Activation::Relu, 0.0);
-    vs.set_device(ctx.device);
+    let (vs, net) = crate::nn::build_on(ctx.seed, ctx.device, |p| {
+        Ok(Mlp::new(p, d_in, &cfg.hidden, 1, Activation::Relu, 0.0))
+    })?;
     let params: Vec<Tensor> = crate::optim::trainable(&vs)
         .into_iter()
         .map(|(_, t)| t)

@@ -18,7 +18,6 @@ use super::Entry;
 use crate::config;
 use crate::data::{self, DataConfig, Dataset};
 use crate::nn::stochastic::{self, Estimator, Reinforce};
-use crate::optim::{OptimConfig, OptimName, Optimizer};
 use crate::rng::{self, Stream};
 use crate::run::fsutil::write_atomic;
 use crate::run::metrics::float;
@@ -26,7 +25,7 @@ use crate::run::progress::Progress;
 use crate::run::{Outcome, RunContext};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, Module, VarStore};
+use tch::nn::{self, Module};
 use tch::{Device, Kind, Reduction, Tensor};
 use toml::Table;
 
@@ -315,23 +314,11 @@ fn gating_run(
     target: Option<f64>,
     ctx: &mut RunContext,
 ) -> Result<(f64, f64)> {
-    rng::reseed(ctx.seed, Stream::Init, 0, 0);
-    let mut vs = VarStore::new(Device::Cpu);
-    let net = GatedMlp::new(
-        &vs.root(),
-        data.input_shape.iter().product(),
-        cfg,
-        data.n_classes,
-    );
-    vs.set_device(ctx.device);
-    let mut opt = Optimizer::new(
-        crate::optim::trainable(&vs),
-        &OptimConfig {
-            name: OptimName::Adam,
-            lr: cfg.lr,
-            ..Default::default()
-        },
-    )?;
+    let n_in = data.input_shape.iter().product();
+    let (vs, net) = crate::nn::build_on(ctx.seed, ctx.device, |p| {
+        Ok(GatedMlp::new(p, n_in, cfg, data.n_classes))
+    })?;
+    let mut opt = crate::optim::adam(&vs, cfg.lr)?;
     let mut baseline = Reinforce::default();
     let gated = target.is_some();
     let label = if target.is_some() {
@@ -353,7 +340,8 @@ fn gating_run(
                 Reduction::None,
                 -100,
             );
-            let mut terms = vec![per.mean(Kind::Float)];
+            let task = per.mean(Kind::Float);
+            let mut terms = vec![task.shallow_clone()];
             if let (Some(s), Some(t)) = (&s, target) {
                 terms.push((s.prob.mean(Kind::Float) - t).square() * cfg.penalty);
                 if est == Estimator::Reinforce {
@@ -362,7 +350,7 @@ fn gating_run(
             }
             Tensor::stack(&terms, 0).sum(Kind::Float).backward();
             opt.step();
-            losses.push(per.mean(Kind::Float).detach());
+            losses.push(task.detach());
         }
         let train_loss = Tensor::stack(&losses, 0)
             .mean(Kind::Float)
@@ -396,7 +384,8 @@ fn gating_run(
     Ok(result)
 }
 
-fn part_b(cfg: &Config, ctx: &mut RunContext) -> Result<Option<Vec<Vec<String>>>> {
+/// The summary rows finished so far, and the signal that stopped the part early, if any.
+fn part_b(cfg: &Config, ctx: &mut RunContext) -> Result<(Vec<Vec<String>>, Option<i32>)> {
     let g = &cfg.gating;
     let data = data::load(&g.data, &ctx.data_dir, ctx.device, ctx.seed)?;
     let mut rows = vec![];
@@ -429,14 +418,14 @@ fn part_b(cfg: &Config, ctx: &mut RunContext) -> Result<Option<Vec<Vec<String>>>
                     100.0 * off
                 ),
             );
-            if ctx.interrupt.requested().is_some() {
+            if let Some(sig) = ctx.interrupt.requested() {
                 progress.finish();
-                return Ok(None);
+                return Ok((rows, Some(sig)));
             }
         }
     }
     progress.finish();
-    Ok(Some(rows))
+    Ok((rows, None))
 }
 
 fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
@@ -457,10 +446,7 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
             "test_err",
             "gates_off",
         ])?;
-        let Some(rows) = part_b(&cfg, ctx)? else {
-            let sig = ctx.interrupt.requested().unwrap_or(2);
-            return Ok(Outcome::Interrupted(sig));
-        };
+        let (rows, stopped) = part_b(&cfg, ctx)?;
         let cols = [
             "estimator",
             "target_on",
@@ -468,7 +454,11 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
             "gates_off",
             "extra_error_points",
         ];
+        // Written also when stopped early: the rows of the runs that finished are kept.
         write_atomic(&ctx.dir.join("gating.csv"), &csv_bytes(&cols, &rows)?)?;
+        if let Some(sig) = stopped {
+            return Ok(Outcome::Interrupted(sig));
+        }
     }
     Ok(Outcome::Completed)
 }

@@ -19,7 +19,6 @@ use crate::config;
 use crate::data::{self, DataConfig, Dataset};
 use crate::nn::local::{LocalModel, LocalNet, LocalRnn, Rule};
 use crate::nn::Activation;
-use crate::optim::{OptimConfig, OptimName, Optimizer};
 use crate::rng::{self, Stream};
 use crate::run::fsutil::write_atomic;
 use crate::run::metrics::float;
@@ -28,8 +27,7 @@ use crate::run::{Outcome, RunContext};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
-use tch::nn::VarStore;
-use tch::{Device, Kind};
+use tch::{Kind, Tensor};
 use toml::Table;
 
 pub const ENTRY: Entry = Entry {
@@ -138,57 +136,44 @@ fn run(
     tag: &str,
     ctx: &mut RunContext,
 ) -> Result<RunResult> {
-    rng::reseed(ctx.seed, Stream::Init, 0, 0);
-    let mut vs = VarStore::new(Device::Cpu);
     let n_in = data.input_shape.iter().product();
-    let (n, act, dev) = (data.n_classes, cfg.activation, ctx.device);
-    let shape = &data.input_shape;
-    let net: Box<dyn LocalModel> = match arch {
-        Arch::Mlp(h) => {
-            Box::new(LocalNet::new(&vs.root(), n_in, h, n, rule, act).projections_to(dev))
-        }
-        Arch::Cnn(c) => {
-            Box::new(LocalNet::cnn(&vs.root(), shape, c, n, rule, act)?.projections_to(dev))
-        }
-        Arch::Rnn(h) => {
-            Box::new(LocalRnn::new(&vs.root(), shape, h, n, rule, act)?.projections_to(dev))
-        }
-    };
-    vs.set_device(ctx.device);
-    let mut opt = Optimizer::new(
-        crate::optim::trainable(&vs),
-        &OptimConfig {
-            name: OptimName::Adam,
-            lr: cfg.lr,
-            ..Default::default()
-        },
-    )?;
+    let (n, act, shape) = (data.n_classes, cfg.activation, &data.input_shape);
+    let (vs, net) =
+        crate::nn::build_on(ctx.seed, ctx.device, |p| -> Result<Box<dyn LocalModel>> {
+            Ok(match arch {
+                Arch::Mlp(h) => Box::new(LocalNet::new(p, n_in, h, n, rule, act)),
+                Arch::Cnn(c) => Box::new(LocalNet::cnn(p, shape, c, n, rule, act)?),
+                Arch::Rnn(h) => Box::new(LocalRnn::new(p, shape, h, n, rule, act)?),
+            })
+        })?;
+    let mut opt = crate::optim::adam(&vs, cfg.lr)?;
     let (mut acc, mut local, mut secs) = (f64::NAN, vec![], 0.0);
     for epoch in 0..cfg.epochs {
         rng::reseed(ctx.seed, Stream::Shuffle, epoch as u64, 0);
         let start = Instant::now();
-        let (mut task_sum, mut local_sum, mut steps) = (0.0, vec![0.0; net.depth() - 1], 0usize);
+        // Losses stay on the device during the epoch and are read once at its end.
+        let (mut sums, mut steps): (Option<Tensor>, usize) = (None, 0);
         for idx in data.train.batches(cfg.batch_size, true, false) {
             let (x, y) = data.train.take(&idx);
             opt.zero_grad();
-            let (task, locals) = net.backward(&x, &y);
+            let losses = net.backward(&x, &y);
             opt.step();
-            task_sum += task;
-            for (s, l) in local_sum.iter_mut().zip(&locals) {
-                *s += l;
-            }
+            sums = Some(match sums {
+                None => losses,
+                Some(s) => s + losses,
+            });
             steps += 1;
         }
+        let means: Vec<f64> = sums
+            .map(|s| Vec::try_from((s / steps.max(1) as f64).to_kind(Kind::Double)))
+            .transpose()?
+            .unwrap_or_default();
         secs += start.elapsed().as_secs_f64();
-        let task = task_sum / steps.max(1) as f64;
+        let task = means.first().copied().unwrap_or(f64::NAN);
         if !task.is_finite() {
             bail!("{tag} diverged in epoch {}: lower lr", epoch + 1);
         }
-        local = if rule.is_local() {
-            local_sum.iter().map(|s| s / steps.max(1) as f64).collect()
-        } else {
-            vec![]
-        };
+        local = means.get(1..).unwrap_or_default().to_vec();
         acc = tch::no_grad(|| {
             net.logits(&data.test.x)
                 .argmax(-1, false)

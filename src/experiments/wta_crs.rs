@@ -16,7 +16,6 @@ use super::Entry;
 use crate::config;
 use crate::data::{self, DataConfig, Dataset};
 use crate::nn::wta_crs::{select, Sampler, WtaCrsLinear};
-use crate::optim::{OptimConfig, OptimName, Optimizer};
 use crate::rng::{self, Stream};
 use crate::run::fsutil::write_atomic;
 use crate::run::metrics::float;
@@ -24,7 +23,7 @@ use crate::run::progress::Progress;
 use crate::run::{Outcome, RunContext};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
-use tch::nn::{Module, VarStore};
+use tch::nn::Module;
 use tch::{Device, Kind, Tensor};
 use toml::Table;
 
@@ -237,19 +236,17 @@ fn training_run(
     ctx: &mut RunContext,
 ) -> Result<(f64, i64)> {
     let t = &cfg.training;
-    rng::reseed(ctx.seed, Stream::Init, 0, 0);
-    let mut vs = VarStore::new(Device::Cpu);
     let widths: Vec<i64> = std::iter::once(data.input_shape.iter().product())
         .chain(t.hidden.iter().copied())
         .chain([data.n_classes])
         .collect();
-    let net = SampledMlp {
-        layers: widths
+    let (vs, net) = crate::nn::build_on(ctx.seed, ctx.device, |p| {
+        let layers = widths
             .windows(2)
             .enumerate()
             .map(|(i, w)| {
                 let mut l = WtaCrsLinear::new(
-                    &(vs.root() / format!("fc{i}")),
+                    &(p / format!("fc{i}")),
                     w[0],
                     w[1],
                     sampler,
@@ -259,17 +256,10 @@ fn training_run(
                 l.cached_grad_norms = t.cached_grad_norms;
                 l
             })
-            .collect(),
-    };
-    vs.set_device(ctx.device);
-    let mut opt = Optimizer::new(
-        crate::optim::trainable(&vs),
-        &OptimConfig {
-            name: OptimName::Adam,
-            lr: t.lr,
-            ..Default::default()
-        },
-    )?;
+            .collect();
+        Ok(SampledMlp { layers })
+    })?;
+    let mut opt = crate::optim::adam(&vs, t.lr)?;
     let mut acc = f64::NAN;
     for epoch in 0..t.epochs {
         rng::reseed(ctx.seed, Stream::Shuffle, epoch as u64, 0);
@@ -312,7 +302,8 @@ fn training_run(
     Ok((acc, net.stored_bytes()))
 }
 
-fn part_b(cfg: &Config, ctx: &mut RunContext) -> Result<Option<Vec<Vec<String>>>> {
+/// The summary rows finished so far, and the signal that stopped the part early, if any.
+fn part_b(cfg: &Config, ctx: &mut RunContext) -> Result<(Vec<Vec<String>>, Option<i32>)> {
     let t = &cfg.training;
     let data = data::load(&t.data, &ctx.data_dir, ctx.device, ctx.seed)?;
     let mut runs: Vec<(Sampler, f64)> = vec![];
@@ -342,13 +333,13 @@ fn part_b(cfg: &Config, ctx: &mut RunContext) -> Result<Option<Vec<Vec<String>>>
             i as u64 + 1,
             &format!("{} k/N={kf}: {:.2}%", s.as_str(), 100.0 * acc),
         );
-        if ctx.interrupt.requested().is_some() {
+        if let Some(sig) = ctx.interrupt.requested() {
             progress.finish();
-            return Ok(None);
+            return Ok((rows, Some(sig)));
         }
     }
     progress.finish();
-    Ok(Some(rows))
+    Ok((rows, None))
 }
 
 fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
@@ -360,9 +351,7 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
     }
     if cfg.training.enabled {
         ctx.open_metrics(&["sampler", "k_fraction", "epoch", "train_loss", "test_acc"])?;
-        let Some(rows) = part_b(&cfg, ctx)? else {
-            return Ok(Outcome::Interrupted(ctx.interrupt.requested().unwrap_or(2)));
-        };
+        let (rows, stopped) = part_b(&cfg, ctx)?;
         let cols = [
             "sampler",
             "k_fraction",
@@ -370,7 +359,11 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
             "points_below_exact",
             "stored_activation_bytes",
         ];
+        // Written also when stopped early: the rows of the runs that finished are kept.
         write_atomic(&ctx.dir.join("training.csv"), &csv_bytes(&cols, &rows)?)?;
+        if let Some(sig) = stopped {
+            return Ok(Outcome::Interrupted(sig));
+        }
     }
     Ok(Outcome::Completed)
 }

@@ -11,6 +11,9 @@ use tch::{Device, Kind, Tensor};
 const MAX_AUTO_CLASSES: usize = 50;
 
 pub fn main(g: &GlobalOpts, args: &MiArgs) -> Result<i32> {
+    if args.bootstrap > 0 && !(0.5..1.0).contains(&args.confidence) {
+        bail!("--confidence must be in [0.5, 1), e.g. 0.95");
+    }
     let device = crate::device::parse(&g.device)?;
     let seed = g.seed.unwrap_or(0) as i64;
     let table = Table::read(&args.file)?;
@@ -70,6 +73,7 @@ pub fn main(g: &GlobalOpts, args: &MiArgs) -> Result<i32> {
     let ci = if args.bootstrap > 0 {
         Some(subsample_interval(
             &estimate,
+            value,
             x.size()[0],
             args.bootstrap,
             args.confidence,
@@ -108,19 +112,16 @@ fn compress(
 }
 
 /// Subsampling interval: `b` estimates on random halves drawn without replacement, their
-/// spread around their mean placed around the full estimate. Half-samples need no rescaling:
+/// spread around their mean placed around the full estimate `full`. Half-samples need no rescaling:
 /// an estimate on m of n rows varies as σ²/m · (1 − m/n), which is σ²/n at m = n/2.
 fn subsample_interval(
     estimate: &dyn Fn(Option<&Tensor>) -> Result<f64>,
+    full: f64,
     n: i64,
     b: usize,
     confidence: f64,
 ) -> Result<(f64, f64, f64)> {
-    if !(0.5..1.0).contains(&confidence) {
-        bail!("--confidence must be in [0.5, 1), e.g. 0.95");
-    }
     let m = n / 2;
-    let full = estimate(None)?;
     let mut reps = Vec::with_capacity(b);
     for _ in 0..b {
         let idx = Tensor::randperm(n, (Kind::Int64, Device::Cpu)).narrow(0, 0, m);

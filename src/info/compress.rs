@@ -8,7 +8,6 @@
 //!   linear bottleneck of the target width, trained with Adam on mean squared reconstruction
 //!   error. Its encoder is the compressor.
 
-use crate::optim::{OptimConfig, OptimName, Optimizer};
 use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
@@ -201,14 +200,7 @@ impl Autoencoder {
         let mut vs = nn::VarStore::new(Device::Cpu);
         let (encoder, decoder) = build(&vs.root(), &x.size()[1..], dim, cfg)?;
         vs.set_device(device);
-        let mut opt = Optimizer::new(
-            crate::optim::trainable(&vs),
-            &OptimConfig {
-                name: OptimName::Adam,
-                lr: cfg.lr,
-                ..Default::default()
-            },
-        )?;
+        let mut opt = crate::optim::adam(&vs, cfg.lr)?;
         let n = xs.size()[0];
         let mut final_loss = f64::NAN;
         for epoch in 0..cfg.epochs {

@@ -41,17 +41,6 @@ impl Index {
         }
     }
 
-    pub fn len(&self) -> usize {
-        match self {
-            Index::Tree(t) => t.n,
-            Index::Brute { x, .. } => x.size()[0] as usize,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Distances from each point to its 1st..k-th nearest other point, row-major [N, k],
     /// ascending in each row.
     pub fn knn_distances(&self, k: usize) -> Vec<f64> {

@@ -43,13 +43,29 @@ impl Rule {
 
 /// What the tpSGD experiment needs of a locally (or end-to-end) trained model.
 pub trait LocalModel {
-    /// One batch's backward passes; (task loss, local losses).
-    fn backward(&self, x: &Tensor, y: &Tensor) -> (f64, Vec<f64>);
+    /// One batch's backward passes. Returns the detached losses as one device vector, the task
+    /// loss first and then each local loss, so a training loop reads them once per epoch.
+    fn backward(&self, x: &Tensor, y: &Tensor) -> Tensor;
     fn logits(&self, x: &Tensor) -> Tensor;
     /// Values per example alive at the peak of a training step.
     fn peak_values(&self) -> i64;
     /// Number of layers (for reports).
     fn depth(&self) -> usize;
+}
+
+/// The local loss of features `h` [batch, width] under `rule`, against the projected label
+/// onehot(y)·P.
+fn local_loss(rule: Rule, h: &Tensor, onehot: &Tensor, proj: &Tensor, y: &Tensor) -> Tensor {
+    let target = onehot.matmul(proj);
+    match rule {
+        Rule::TpL2 => (h - &target).square().mean(Kind::Float),
+        Rule::TpL1 => (h - &target).abs().mean(Kind::Float),
+        Rule::TpCe => h.matmul(&proj.tr()).cross_entropy_for_logits(y),
+        Rule::Drtp => -(h * &target)
+            .sum_dim_intlist(-1, false, Kind::Float)
+            .mean(Kind::Float),
+        Rule::Backprop => unreachable!("backprop has no local loss"),
+    }
 }
 
 /// A layer of a locally trained network: fully connected, or a 3×3 conv block (conv,
@@ -83,14 +99,17 @@ pub struct Losses {
 }
 
 /// ±1/√classes random projections of the label to each of `widths`, from the global generator.
+/// They are fixed (untrained) variables of the VarStore, so they move with it to a device.
 fn projections(p: &nn::Path, n_classes: i64, widths: &[i64]) -> Vec<Tensor> {
     let scale = 1.0 / (n_classes as f64).sqrt();
     widths
         .iter()
-        .map(|&w| {
-            let signs =
-                Tensor::randint(2, [n_classes, w], (Kind::Float, tch::Device::Cpu)) * 2.0 - 1.0;
-            (signs * scale).to_device(p.device())
+        .enumerate()
+        .map(|(i, &w)| {
+            let signs = Tensor::randint(2, [n_classes, w], (Kind::Float, p.device())) * 2.0 - 1.0;
+            let mut proj = p.zeros_no_train(&format!("projection{i}"), &[n_classes, w]);
+            tch::no_grad(|| proj.copy_(&(signs * scale)));
+            proj
         })
         .collect()
 }
@@ -199,16 +218,6 @@ impl LocalNet {
         }
     }
 
-    /// Moves the fixed projections to `device` (after the VarStore has moved the weights).
-    pub fn projections_to(mut self, device: tch::Device) -> Self {
-        self.projections = self
-            .projections
-            .iter()
-            .map(|p| p.to_device(device))
-            .collect();
-        self
-    }
-
     /// Logits (evaluation).
     pub fn logits(&self, x: &Tensor) -> Tensor {
         let mut h = x.shallow_clone();
@@ -250,12 +259,12 @@ impl LocalNet {
 
     /// Backward passes for one batch, layer by layer for local rules (each layer's graph is
     /// freed before the next layer runs: only one layer's activations are alive), one pass
-    /// for backprop. Returns the task loss and the local losses (host values).
-    pub fn backward(&self, x: &Tensor, y: &Tensor) -> (f64, Vec<f64>) {
+    /// for backprop. Returns [task loss, local losses...] on the device.
+    pub fn backward(&self, x: &Tensor, y: &Tensor) -> Tensor {
         if !self.rule.is_local() {
             let l = self.losses(x, y);
             l.total.backward();
-            return (l.task.double_value(&[]), vec![]);
+            return l.task.detach().unsqueeze(0);
         }
         let onehot = y.one_hot(self.n_classes).to_kind(Kind::Float);
         let mut h = x.shallow_clone();
@@ -266,12 +275,13 @@ impl LocalNet {
             if i == last {
                 let task = a.cross_entropy_for_logits(y);
                 task.backward();
-                return (task.double_value(&[]), local);
+                local.insert(0, task.detach());
+                return Tensor::stack(&local, 0);
             }
             h = self.post(i, &a);
             let loss = self.local_loss(i, &h, &onehot, y);
             loss.backward();
-            local.push(loss.double_value(&[]));
+            local.push(loss.detach());
         }
         unreachable!("the last layer returns")
     }
@@ -283,17 +293,7 @@ impl LocalNet {
         } else {
             h.shallow_clone()
         };
-        let proj = &self.projections[i];
-        let target = onehot.matmul(proj);
-        match self.rule {
-            Rule::TpL2 => (h - &target).square().mean(Kind::Float),
-            Rule::TpL1 => (h - &target).abs().mean(Kind::Float),
-            Rule::TpCe => h.matmul(&proj.tr()).cross_entropy_for_logits(y),
-            Rule::Drtp => -(h * &target)
-                .sum_dim_intlist(-1, false, Kind::Float)
-                .mean(Kind::Float),
-            Rule::Backprop => unreachable!("backprop has no local loss"),
-        }
+        local_loss(self.rule, h, onehot, &self.projections[i], y)
     }
 
     /// Values per example in every layer's input and output, for activation-memory accounting.
@@ -303,7 +303,7 @@ impl LocalNet {
 }
 
 impl LocalModel for LocalNet {
-    fn backward(&self, x: &Tensor, y: &Tensor) -> (f64, Vec<f64>) {
+    fn backward(&self, x: &Tensor, y: &Tensor) -> Tensor {
         LocalNet::backward(self, x, y)
     }
     fn logits(&self, x: &Tensor) -> Tensor {
@@ -379,11 +379,6 @@ impl LocalRnn {
         })
     }
 
-    pub fn projections_to(mut self, device: tch::Device) -> Self {
-        self.projection = self.projection.to_device(device);
-        self
-    }
-
     /// The steps [T, B, c·w] of a batch of images.
     fn steps(x: &Tensor) -> Tensor {
         let s = x.size();
@@ -405,42 +400,33 @@ impl LocalRnn {
     /// One batch's backward passes: BPTT for backprop; for local rules one backward per step
     /// (its local loss, weighted 1/T, trains W_x and W_h; the step's graph is freed before the
     /// next step), then the task loss on the detached last state trains the classifier.
-    pub fn backward(&self, x: &Tensor, y: &Tensor) -> (f64, Vec<f64>) {
+    pub fn backward(&self, x: &Tensor, y: &Tensor) -> Tensor {
         if !self.rule.is_local() {
             let task = self.run(x).cross_entropy_for_logits(y);
             task.backward();
-            return (task.double_value(&[]), vec![]);
+            return task.detach().unsqueeze(0);
         }
         let onehot = y.one_hot(self.n_classes).to_kind(Kind::Float);
-        let target = onehot.matmul(&self.projection);
         let xs = Self::steps(x);
         let steps = xs.size()[0];
         let mut h = Tensor::zeros([xs.size()[1], self.hidden], (x.kind(), x.device()));
-        let mut local = 0.0;
+        let mut local = Tensor::zeros([], (Kind::Float, x.device()));
         for t in 0..steps {
             h = self
                 .activation
                 .apply(&(xs.get(t).apply(&self.wx) + h.detach().apply(&self.wh)));
-            let loss = match self.rule {
-                Rule::TpL2 => (&h - &target).square().mean(Kind::Float),
-                Rule::TpL1 => (&h - &target).abs().mean(Kind::Float),
-                Rule::TpCe => h.matmul(&self.projection.tr()).cross_entropy_for_logits(y),
-                Rule::Drtp => -(&h * &target)
-                    .sum_dim_intlist(-1, false, Kind::Float)
-                    .mean(Kind::Float),
-                Rule::Backprop => unreachable!("handled above"),
-            } / steps as f64;
+            let loss = local_loss(self.rule, &h, &onehot, &self.projection, y) / steps as f64;
             loss.backward();
-            local += loss.double_value(&[]);
+            local += loss.detach();
         }
         let task = h.detach().apply(&self.out).cross_entropy_for_logits(y);
         task.backward();
-        (task.double_value(&[]), vec![local])
+        Tensor::stack(&[task.detach(), local], 0)
     }
 }
 
 impl LocalModel for LocalRnn {
-    fn backward(&self, x: &Tensor, y: &Tensor) -> (f64, Vec<f64>) {
+    fn backward(&self, x: &Tensor, y: &Tensor) -> Tensor {
         LocalRnn::backward(self, x, y)
     }
     fn logits(&self, x: &Tensor) -> Tensor {
@@ -529,7 +515,7 @@ mod tests {
                         let _ = g.zero_();
                     }
                 }
-                LocalModel::backward(&rnn, &seq, &y);
+                let _losses = LocalModel::backward(&rnn, &seq, &y);
                 vs.variables()["wx.weight"].grad().copy()
             };
             let (a, b) = (grad_wx(1.0), grad_wx(10.0));

@@ -343,8 +343,21 @@ pub fn classifier(
     })
 }
 
-/// A classifier initialised from the run seed on the CPU (so CPU and CUDA runs start from the
+/// A model initialised from the run seed on the CPU (so CPU and CUDA runs start from the
 /// same weights), then moved to `device`.
+pub fn build_on<T>(
+    seed: u64,
+    device: tch::Device,
+    build: impl FnOnce(&nn::Path) -> Result<T>,
+) -> Result<(nn::VarStore, T)> {
+    crate::rng::reseed(seed, crate::rng::Stream::Init, 0, 0);
+    let mut vs = nn::VarStore::new(tch::Device::Cpu);
+    let model = build(&vs.root())?;
+    vs.set_device(device);
+    Ok((vs, model))
+}
+
+/// The classifier a config asks for, built with `build_on`.
 pub fn build_classifier(
     cfg: &ModelConfig,
     input_shape: &[i64],
@@ -352,11 +365,7 @@ pub fn build_classifier(
     device: tch::Device,
     seed: u64,
 ) -> Result<(nn::VarStore, Box<dyn ModuleT>)> {
-    crate::rng::reseed(seed, crate::rng::Stream::Init, 0, 0);
-    let mut vs = nn::VarStore::new(tch::Device::Cpu);
-    let model = classifier(&vs.root(), cfg, input_shape, n_out)?;
-    vs.set_device(device);
-    Ok((vs, model))
+    build_on(seed, device, |p| classifier(p, cfg, input_shape, n_out))
 }
 
 #[cfg(test)]

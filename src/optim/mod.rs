@@ -371,6 +371,16 @@ impl Optimizer {
 }
 
 /// The trainable variables of a VarStore with their names, in a stable order.
+/// Adam with PyTorch's defaults at learning rate `lr` over every trainable variable of `vs`.
+pub fn adam(vs: &tch::nn::VarStore, lr: f64) -> Result<Optimizer> {
+    let cfg = OptimConfig {
+        name: OptimName::Adam,
+        lr,
+        ..Default::default()
+    };
+    Optimizer::new(trainable(vs), &cfg)
+}
+
 pub fn trainable(vs: &tch::nn::VarStore) -> Vec<(String, Tensor)> {
     let mut v: Vec<(String, Tensor)> = vs
         .variables()
