@@ -94,6 +94,9 @@ pub struct RunContext {
     /// Set when this run continues an interrupted one.
     pub resume_from: Option<checkpoint::Checkpoint>,
     metrics: Option<MetricsWriter>,
+    /// The experiment set run.json's final metrics itself (a summary), so they are not
+    /// replaced by the last metrics.csv row.
+    summary_set: bool,
     started: Instant,
     opts: RunOptions,
 }
@@ -257,6 +260,7 @@ impl RunContext {
             interrupt: signals::Interrupt::none(),
             resume_from,
             metrics: None,
+            summary_set: false,
             started: Instant::now(),
             opts: opts.clone(),
         }
@@ -321,9 +325,11 @@ impl RunContext {
         }
     }
 
-    /// Final metrics for runs whose metrics.csv is not written row by row.
+    /// Final metrics for run.json chosen by the experiment (its summary); without this call
+    /// they are the last metrics.csv row.
     pub fn set_final_metrics(&mut self, metrics: serde_json::Map<String, serde_json::Value>) {
         self.info.final_metrics = metrics;
+        self.summary_set = true;
     }
 
     /// Opens metrics.csv with this header: a new file, or, when resuming, the run's file cut
@@ -366,8 +372,9 @@ impl RunContext {
         // A resumed run adds this session's time to what earlier sessions recorded.
         self.info.seconds =
             Some(self.started.elapsed().as_secs_f64() + self.info.seconds.unwrap_or(0.0));
-        if let Some(m) = self.metrics.as_ref().filter(|m| m.rows() > 0) {
-            self.info.final_metrics = m.last_as_json();
+        match self.metrics.as_ref().filter(|m| m.rows() > 0) {
+            Some(m) if !self.summary_set => self.info.final_metrics = m.last_as_json(),
+            _ => {}
         }
         self.write_info()?;
         Ok(code)
