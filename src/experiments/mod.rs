@@ -2,16 +2,13 @@
 
 pub mod children;
 pub mod classifier;
-pub mod diffgrad;
-pub mod ib_lossy;
-pub mod ib_tishby;
-pub mod lr_batch;
-pub mod mi_synthetic;
-pub mod sgd_noise;
-pub mod stochastic_neurons;
-pub mod tpsgd;
-pub mod train_longer;
-pub mod wta_crs;
+pub mod estimators;
+pub mod information;
+pub mod sgd;
+
+use estimators::{stochastic_neurons, tpsgd, wta_crs};
+use information::{ib_lossy, ib_tishby, mi_synthetic};
+use sgd::{diffgrad, lr_batch, sgd_noise, train_longer};
 
 use crate::run::{Outcome, RunContext};
 use anyhow::{bail, Result};

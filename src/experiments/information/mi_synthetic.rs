@@ -16,7 +16,7 @@
 //! Y have the same marginal in every case, so one compressor (fitted on a fresh marginal
 //! sample) serves both sides. One metrics row per (case, dimension, true MI, estimator).
 
-use super::Entry;
+use crate::experiments::Entry;
 use crate::config;
 use crate::data::synthetic::{
     bump_images, correlated_gaussians, random_embedding, rectangle_images, rho_for_mi,
@@ -37,7 +37,7 @@ pub const ENTRY: Entry = Entry {
     name: "mi-synthetic",
     description: "MI estimators vs known Gaussian MI: raw, embedded + PCA, images + autoencoder",
     paper: "Information Bottleneck Analysis of Deep Neural Networks via Lossy Compression",
-    defaults: include_str!("../../experiments/mi-synthetic.toml"),
+    defaults: include_str!("../../../experiments/mi-synthetic.toml"),
     normalize: config::normalize::<Config>,
     train,
     eval: None,

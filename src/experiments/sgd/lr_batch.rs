@@ -17,8 +17,8 @@
 //! summary.csv: the fit λ_max = a + c/B per epoch (R²), and the log–log slopes of the best and
 //! the largest stable learning rate against B, per optimizer (R²).
 
-use super::children::csv_bytes;
-use super::Entry;
+use crate::experiments::children::csv_bytes;
+use crate::experiments::Entry;
 use crate::config;
 use crate::data::{self, DataConfig, Dataset};
 use crate::nn::{self as models, ModelConfig};
@@ -39,7 +39,7 @@ pub const ENTRY: Entry = Entry {
     name: "lr-batch",
     description: "Top Hessian eigenvalue vs batch size, and the best learning rate vs batch size",
     paper: "Learning Rates as a Function of Batch Size: A Random Matrix Theory Approach to Neural Network Training",
-    defaults: include_str!("../../experiments/lr-batch.toml"),
+    defaults: include_str!("../../../experiments/lr-batch.toml"),
     normalize: config::normalize::<Config>,
     train,
     eval: None,

@@ -13,8 +13,8 @@
 //! by row (sequential MNIST); its local rules train the recurrent layer from every step's
 //! projected-label target with h_{t−1} detached (no backpropagation through time).
 
-use super::children::csv_bytes;
-use super::Entry;
+use crate::experiments::children::csv_bytes;
+use crate::experiments::Entry;
 use crate::config;
 use crate::data::{self, DataConfig, Dataset};
 use crate::nn::local::{LocalModel, LocalNet, LocalRnn, Rule};
@@ -34,7 +34,7 @@ pub const ENTRY: Entry = Entry {
     name: "tpsgd",
     description: "Layer-local training from projected labels (tpSGD, DRTP) vs backprop, with depth",
     paper: "Target Projection Stochastic Gradient Descent (tpSGD): layer-local training without backpropagation",
-    defaults: include_str!("../../experiments/tpsgd.toml"),
+    defaults: include_str!("../../../experiments/tpsgd.toml"),
     normalize: config::normalize::<Config>,
     train,
     eval: None,

@@ -11,7 +11,7 @@
 //! order from its seed alone, so seed k of a batched run equals a run with `seeds = 1` and
 //! `--seed k` up to floating point.
 
-use super::Entry;
+use crate::experiments::Entry;
 use crate::config;
 use crate::data::{split, tishby};
 use crate::info::{self, Estimator};
@@ -34,7 +34,7 @@ pub const ENTRY: Entry = Entry {
     name: "ib-tishby",
     description: "information plane of the 12-bit task: binned / KDE MI per layer, gradient SNR phases, batched seeds",
     paper: "Opening the Black Box of Deep Neural Networks via Information (Shwartz-Ziv & Tishby, 2017)",
-    defaults: include_str!("../../experiments/ib-tishby.toml"),
+    defaults: include_str!("../../../experiments/ib-tishby.toml"),
     normalize: config::normalize::<Config>,
     train,
     eval: None,

@@ -12,8 +12,8 @@
 //! `classifier` run under `runs/<optimizer>-s<seed>/`, resumable on its own); per-epoch rows of
 //! all of them in metrics.csv, final test accuracy mean ± std over seeds in summary.csv.
 
-use super::children::{self, csv_bytes};
-use super::{classifier, Entry};
+use crate::experiments::children::{self, csv_bytes};
+use crate::experiments::{classifier, Entry};
 use crate::config;
 use crate::data::DataConfig;
 use crate::nn::ModelConfig;
@@ -34,7 +34,7 @@ pub const ENTRY: Entry = Entry {
     description: "diffGrad vs the optimizer zoo: 1-D test functions and networks over seeds",
     paper:
         "diffGrad: An Optimization Method for Convolutional Neural Networks (Dubey et al., 2019)",
-    defaults: include_str!("../../experiments/diffgrad.toml"),
+    defaults: include_str!("../../../experiments/diffgrad.toml"),
     normalize: config::normalize::<Config>,
     train,
     eval: None,

@@ -13,8 +13,8 @@
 //! (mean gate probability − `target_on`)² pushes most gates off. For each estimator and target:
 //! test error and the fraction of gates off at test time, against the same MLP ungated.
 
-use super::children::csv_bytes;
-use super::Entry;
+use crate::experiments::children::csv_bytes;
+use crate::experiments::Entry;
 use crate::config;
 use crate::data::{self, DataConfig, Dataset};
 use crate::nn::stochastic::{self, Estimator, Reinforce};
@@ -35,7 +35,7 @@ pub const ENTRY: Entry = Entry {
         "Gradient estimators for binary stochastic units; gated MLP (conditional computation)",
     paper:
         "Estimating or Propagating Gradients Through Stochastic Neurons for Conditional Computation",
-    defaults: include_str!("../../experiments/stochastic-neurons.toml"),
+    defaults: include_str!("../../../experiments/stochastic-neurons.toml"),
     normalize: config::normalize::<Config>,
     train,
     eval: None,

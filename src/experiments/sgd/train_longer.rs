@@ -14,8 +14,8 @@
 //! train/test error and ‖w − w₀‖ per layer every epoch. summary.csv: per arm the final test
 //! error, the gap to `small`, and the fit ‖w − w₀‖ ≈ a + b·log t over updates t (slope, R²).
 
-use super::children::{self, csv_bytes, Job};
-use super::{classifier, Entry};
+use crate::experiments::children::{self, csv_bytes, Job};
+use crate::experiments::{classifier, Entry};
 use crate::config;
 use crate::optim::ScheduleName;
 use crate::run::fsutil::write_atomic;
@@ -29,7 +29,7 @@ pub const ENTRY: Entry = Entry {
     name: "train-longer",
     description: "Small vs large batch: sqrt lr scaling, ghost batch norm, regime adaptation",
     paper: "Train longer, generalize better: closing the generalization gap in large batch training of neural networks",
-    defaults: include_str!("../../experiments/train-longer.toml"),
+    defaults: include_str!("../../../experiments/train-longer.toml"),
     normalize: config::normalize::<Config>,
     train,
     eval: None,

@@ -12,7 +12,7 @@
 //! Rows go to `ib.csv` (epoch, layer, name, width, estimator, I_XT, I_TY, units); epoch 0 is
 //! the untrained network. `stochlab plot <run>` draws the information plane.
 
-use super::Entry;
+use crate::experiments::Entry;
 use crate::config;
 use crate::data::{self, DataConfig, Dataset};
 use crate::info::compress::{AeConfig, Fitted, Pca};
@@ -34,7 +34,7 @@ pub const ENTRY: Entry = Entry {
     name: "ib-lossy",
     description: "Information plane of a noisy MNIST CNN via autoencoder/PCA compression + KSG",
     paper: "Information Bottleneck Analysis of Deep Neural Networks via Lossy Compression",
-    defaults: include_str!("../../experiments/ib-lossy.toml"),
+    defaults: include_str!("../../../experiments/ib-lossy.toml"),
     normalize: config::normalize::<Config>,
     train,
     eval: None,

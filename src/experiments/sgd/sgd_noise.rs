@@ -14,8 +14,8 @@
 //! Part 2, an MLP on a parity task (even vs odd digit): test error, ‖w − w₀‖ and steps to fit
 //! over the (α, T) grid (`phase.csv`, and the `phase` heatmap figure via `stochlab plot`).
 
-use super::children::csv_bytes;
-use super::Entry;
+use crate::experiments::children::csv_bytes;
+use crate::experiments::Entry;
 use crate::config;
 use crate::data::{self, DataConfig, Dataset};
 use crate::nn::{Activation, Mlp};
@@ -35,7 +35,7 @@ pub const ENTRY: Entry = Entry {
     name: "sgd-noise",
     description: "SGD temperature T = lr/B vs training-set size and init scale (lazy vs feature)",
     paper: "Dissecting the Effects of SGD Noise in Distinct Regimes of Deep Learning",
-    defaults: include_str!("../../experiments/sgd-noise.toml"),
+    defaults: include_str!("../../../experiments/sgd-noise.toml"),
     normalize: config::normalize::<Config>,
     train,
     eval: None,

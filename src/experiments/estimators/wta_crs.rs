@@ -11,8 +11,8 @@
 //! keep for the backward pass (k rows instead of N per layer). The transformer block the issue
 //! mentions is not built here.
 
-use super::children::csv_bytes;
-use super::Entry;
+use crate::experiments::children::csv_bytes;
+use crate::experiments::Entry;
 use crate::config;
 use crate::data::{self, DataConfig, Dataset};
 use crate::nn::wta_crs::{select, Sampler, WtaCrsLinear};
@@ -31,7 +31,7 @@ pub const ENTRY: Entry = Entry {
     name: "wta-crs",
     description: "Sampled weight gradients (uniform, CRS, WTA-CRS, top-k): variance and training",
     paper: "Winner-Take-All Column Row Sampling for Memory Efficient Adaptation of Language Model",
-    defaults: include_str!("../../experiments/wta-crs.toml"),
+    defaults: include_str!("../../../experiments/wta-crs.toml"),
     normalize: config::normalize::<Config>,
     train,
     eval: None,
