@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := source scripts/torch-env.sh &&
 BIN := target/release/stochlab
 
-.PHONY: setup build run test test-slurm lint bench-ib bench-mi data data-mnist data-fashion-mnist data-sklearn data-mnist5k bench gpu-check clean
+.PHONY: setup build run install test test-slurm lint bench-ib bench-mi data data-mnist data-fashion-mnist data-sklearn data-mnist5k bench gpu-check clean
 
 ## setup: make libtorch 2.11.0 available (cached in ~/.cache/stochlab, shared by clones)
 setup:
@@ -15,9 +15,26 @@ setup:
 build: setup
 	$(ENV) cargo build --release
 
-## run: build and train the default experiment on generated data (no download)
+## run: build, then reproduce the flagship paper (Shwartz-Ziv & Tishby's information plane, paper
+## settings, one seed, no download): its claims table and its figure
 run: build
-	$(BIN) train classifier
+	$(BIN) ib-analyze ib-tishby --plot $(RUN_ARGS)
+	@echo
+	@echo "next:"
+	@echo "  $(BIN) ib-analyze ib-tishby seeds=10 --plot     # the paper averages many networks (batched)"
+	@echo "  $(BIN) sweep ib-tishby seed=0..4 --name ib-seeds && $(BIN) check results/sweeps/ib-seeds"
+	@echo "  $(BIN) list                                      # every paper; reproduce --all for the scoreboard"
+
+## install: put stochlab on the PATH ($(PREFIX)/bin, rpath to libtorch kept) with shell completions
+PREFIX ?= $(HOME)/.local
+install: setup
+	$(ENV) cargo install --path . --root "$(PREFIX)" --target-dir target --locked --force
+	mkdir -p "$(PREFIX)/share/bash-completion/completions" "$(PREFIX)/share/zsh/site-functions" "$(PREFIX)/share/fish/vendor_completions.d"
+	"$(PREFIX)/bin/stochlab" completions bash > "$(PREFIX)/share/bash-completion/completions/stochlab"
+	"$(PREFIX)/bin/stochlab" completions zsh > "$(PREFIX)/share/zsh/site-functions/_stochlab"
+	"$(PREFIX)/bin/stochlab" completions fish > "$(PREFIX)/share/fish/vendor_completions.d/stochlab.fish"
+	@echo "installed $(PREFIX)/bin/stochlab (completions for bash, zsh, fish under $(PREFIX)/share)"
+	@case ":$$PATH:" in *":$(PREFIX)/bin:"*) ;; *) echo "add $(PREFIX)/bin to your PATH";; esac
 
 ## test: unit tests and CLI end-to-end tests (fetches the small digits and mnist5k sets first)
 test: build data-sklearn data-mnist5k

@@ -14,11 +14,25 @@ use std::path::{Path, PathBuf};
 pub fn main(cli: Cli) -> Result<i32> {
     let g = cli.global;
     match cli.command {
-        Command::List { names } => list(names),
+        Command::List {
+            names,
+            markdown,
+            scoreboard,
+        } => list(names, markdown, &scoreboard),
         Command::Train(args) => train(&g, args, "train"),
         Command::Eval(args) => eval(&g, args),
         Command::IbAnalyze(args) => train(&g, args, "ib-analyze"),
         Command::Sweep(args) => crate::sweep::command::main(&g, *args),
+        Command::Check(args) => {
+            let (overrides, paths): (Vec<String>, Vec<String>) =
+                args.args.into_iter().partition(|a| a.contains('='));
+            if paths.is_empty() {
+                bail!("name a run or sweep directory to check, e.g. stochlab check results/ib-tishby/<run>");
+            }
+            let paths: Vec<PathBuf> = paths.into_iter().map(PathBuf::from).collect();
+            crate::claims::check::main(&paths, &overrides, args.json)
+        }
+        Command::Reproduce(args) => crate::claims::reproduce::main(&g, &args),
         Command::Config(args) => show_config(&g, args),
         Command::Plot { run_dir } => {
             for p in crate::plot::plot(&run_dir)? {
@@ -43,20 +57,17 @@ pub fn main(cli: Cli) -> Result<i32> {
     }
 }
 
-/// An error chain as one line: outermost context first.
-pub fn one_line(err: &anyhow::Error) -> String {
-    let parts: Vec<String> = err
-        .chain()
-        .map(|e| e.to_string().replace('\n', " "))
-        .collect();
-    parts.join(": ")
-}
+pub use crate::run::one_line;
 
-fn list(names_only: bool) -> Result<i32> {
+fn list(names_only: bool, markdown: bool, scoreboard: &Path) -> Result<i32> {
     if names_only {
         experiments::REGISTRY
             .iter()
             .for_each(|e| println!("{}", e.name));
+        return Ok(0);
+    }
+    if markdown {
+        print!("{}", crate::claims::reproduce::papers_table(scoreboard)?);
         return Ok(0);
     }
     let width = experiments::REGISTRY
@@ -64,12 +75,36 @@ fn list(names_only: bool) -> Result<i32> {
         .map(|e| e.name.len())
         .max()
         .unwrap_or(0);
-    for e in experiments::REGISTRY {
-        println!("{:width$}  {}", e.name, e.description);
-        if e.paper != "—" {
-            println!("{:width$}  paper: {}", "", e.paper);
+    for (family, title) in experiments::FAMILIES {
+        let members: Vec<&Entry> = experiments::REGISTRY
+            .iter()
+            .filter(|e| e.family == *family)
+            .collect();
+        if members.is_empty() {
+            continue;
         }
+        println!("{family}/ — {title}");
+        for e in members {
+            println!("  {:width$}  {}", e.name, e.description);
+            if e.paper != "—" {
+                let variants = if e.variants.is_empty() {
+                    String::new()
+                } else {
+                    format!("; variants: {}", e.variants.join(", "))
+                };
+                println!(
+                    "  {:width$}  paper: {} ({} claims{variants})",
+                    "",
+                    e.paper,
+                    e.claims.len()
+                );
+            }
+        }
+        println!();
     }
+    println!(
+        "check a run's claims: stochlab check <run-dir>; all papers: stochlab reproduce --all"
+    );
     Ok(0)
 }
 
@@ -84,35 +119,80 @@ fn options(g: &GlobalOpts) -> Result<RunOptions> {
     })
 }
 
-/// Defaults + smoke sizes + overrides for an experiment, completed and checked.
-pub(crate) fn resolve(
-    g: &GlobalOpts,
-    entry: &Entry,
-    overrides: &[String],
-) -> Result<(toml::Table, u64)> {
-    let local = PathBuf::from("experiments").join(format!("{}.toml", entry.name));
-    let source = match (&g.config, local.exists()) {
-        (Some(path), _) => Source::File(path),
-        (None, true) => Source::File(&local),
-        (None, false) => Source::Embedded {
+/// A resolved config: the experiment's complete table, the seed and the claims' thresholds.
+pub struct Resolved {
+    pub table: toml::Table,
+    pub seed: u64,
+    pub thresholds: crate::claims::Thresholds,
+}
+
+impl Resolved {
+    /// config.toml as the run saves it: seed, the experiment's table and `[claims]`.
+    pub fn text(&self, entry: &Entry) -> Result<String> {
+        let mut t = self.table.clone();
+        t.insert(
+            crate::claims::SECTION.into(),
+            toml::Value::Table(self.thresholds.to_table(entry)),
+        );
+        config::to_toml(&t, self.seed)
+    }
+}
+
+/// Where an experiment's defaults come from: `--config` (a file, or a built-in config's name
+/// such as `ib-tishby-relu`), else experiments/<name>.toml here, else the built-in copy.
+fn source<'a>(g: &'a GlobalOpts, entry: &'a Entry, local: &'a Path) -> Result<Source<'a>> {
+    match &g.config {
+        Some(path) if path.is_file() => Ok(Source::File(path)),
+        Some(path) => {
+            let name = path.to_string_lossy();
+            let name = name.strip_suffix(".toml").unwrap_or(&name);
+            // A bare name (`ib-tishby-relu`), or experiments/<name>.toml run from elsewhere.
+            let builtin = name.rsplit('/').next().and_then(config::builtin_named);
+            match builtin {
+                Some((name, text)) => Ok(Source::Embedded { name, text }),
+                _ => bail!(
+                    "cannot read config file {}: no such file, and no built-in config of that name; built-in: {}",
+                    path.display(),
+                    crate::config::BUILTIN_CONFIGS
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .filter(|n| n.starts_with(entry.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
+        }
+        None if local.exists() => Ok(Source::File(local)),
+        None => Ok(Source::Embedded {
             name: entry.name,
             text: entry.defaults,
-        },
-    };
-    let r = config::resolve(source, overrides, g.smoke, g.seed)?;
-    Ok(((entry.normalize)(&r.table)?, r.seed))
+        }),
+    }
+}
+
+/// Defaults + smoke sizes + overrides for an experiment, completed and checked.
+pub(crate) fn resolve(g: &GlobalOpts, entry: &Entry, overrides: &[String]) -> Result<Resolved> {
+    let local = PathBuf::from("experiments").join(format!("{}.toml", entry.name));
+    let r = config::resolve(source(g, entry, &local)?, overrides, g.smoke, g.seed)?;
+    let mut table = r.table;
+    let thresholds = crate::claims::split(entry, &mut table)?;
+    Ok(Resolved {
+        table: (entry.normalize)(&table)?,
+        seed: r.seed,
+        thresholds,
+    })
 }
 
 fn show_config(g: &GlobalOpts, args: ConfigArgs) -> Result<i32> {
     let entry = experiments::find(&args.experiment)?;
-    let (table, seed) = resolve(g, entry, &args.overrides)?;
-    print!("{}", config::to_toml(&table, seed)?);
+    let r = resolve(g, entry, &args.overrides)?;
+    print!("{}", r.text(entry)?);
     Ok(0)
 }
 
 fn train(g: &GlobalOpts, args: TrainArgs, command: &str) -> Result<i32> {
     let opts = options(g)?;
-    let (mut ctx, table, entry) = match &args.resume {
+    let (mut ctx, table, thresholds, entry) = match &args.resume {
         Some(dir) => reopen(g, &args, dir, &opts)?,
         None => {
             let name = args.experiment.as_deref().ok_or_else(|| {
@@ -133,13 +213,14 @@ fn train(g: &GlobalOpts, args: TrainArgs, command: &str) -> Result<i32> {
                     with.join(", ")
                 );
             }
-            let (table, seed) = resolve(g, entry, &args.overrides)?;
-            let text = config::to_toml(&table, seed)?;
+            let r = resolve(g, entry, &args.overrides)?;
+            let text = r.text(entry)?;
+            let seed = r.seed;
             let ctx = match &args.run_dir {
                 Some(dir) => RunContext::create_at(dir, &opts, entry.name, command, &text, seed)?,
                 None => RunContext::create(&opts, entry.name, command, &text, seed)?,
             };
-            (ctx, table, entry)
+            (ctx, r.table, r.thresholds, entry)
         }
     };
     ctx.interrupt = run::signals::Interrupt::install().context("installing signal handlers")?;
@@ -153,9 +234,38 @@ fn train(g: &GlobalOpts, args: TrainArgs, command: &str) -> Result<i32> {
         );
     }
     let outcome = (entry.train)(&table, &mut ctx);
+    // The paper's claims, from the files the run wrote (what `stochlab check` recomputes).
+    let checked = match outcome {
+        Ok(Outcome::Completed) if !entry.claims.is_empty() => {
+            let c = crate::claims::evaluate(entry, &ctx.dir, &table, &thresholds, ctx.smoke);
+            crate::claims::write_csv(&ctx.dir, &c)?;
+            ctx.info.claims = Some(crate::claims::counts(&c));
+            Some(c)
+        }
+        _ => None,
+    };
     let code = ctx.finish(&outcome)?;
     let outcome = outcome?;
     println!("{}", summary(&ctx, outcome));
+    if let Some(c) = checked.filter(|_| !ctx.quiet) {
+        let n = crate::claims::counts(&c);
+        println!(
+            "claims of the paper ({} pass, {} fail, {} n/a) -> {}",
+            n.pass,
+            n.fail,
+            n.na,
+            ctx.dir.join(crate::claims::CLAIMS_CSV).display()
+        );
+        print!("{}", crate::claims::render(&c));
+    }
+    if args.plot && outcome == Outcome::Completed {
+        let figures: Vec<String> = crate::plot::plot(&ctx.dir)?
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "png"))
+            .map(|p| p.display().to_string())
+            .collect();
+        println!("figures: {}", figures.join(" "));
+    }
     Ok(code)
 }
 
@@ -164,7 +274,12 @@ fn reopen(
     args: &TrainArgs,
     dir: &Path,
     opts: &RunOptions,
-) -> Result<(RunContext, toml::Table, &'static Entry)> {
+) -> Result<(
+    RunContext,
+    toml::Table,
+    crate::claims::Thresholds,
+    &'static Entry,
+)> {
     // With --resume the experiment name is optional, so a lone override lands in its place.
     let stray = args.experiment.as_deref().is_some_and(|e| e.contains('='));
     if stray || !args.overrides.is_empty() || g.seed.is_some() || g.config.is_some() || g.smoke {
@@ -181,7 +296,12 @@ fn reopen(
     }
     let mut table = config::parse_toml(&text, &dir.join(run::CONFIG_TOML).display().to_string())?;
     table.remove(config::SEED_KEY);
-    Ok((ctx, table, entry))
+    let section = match table.remove(crate::claims::SECTION) {
+        Some(toml::Value::Table(t)) => Some(t),
+        _ => None,
+    };
+    let thresholds = crate::claims::Thresholds::from_table(entry, section.as_ref(), false)?;
+    Ok((ctx, table, thresholds, entry))
 }
 
 fn summary(ctx: &RunContext, outcome: Outcome) -> String {
@@ -223,6 +343,7 @@ fn eval(g: &GlobalOpts, args: EvalArgs) -> Result<i32> {
         .with_context(|| format!("reading {}", cfg_path.display()))?;
     let mut table = config::parse_toml(&text, &cfg_path.display().to_string())?;
     table.remove(config::SEED_KEY);
+    table.remove(crate::claims::SECTION);
     for raw in &args.overrides {
         let (k, v) = config::parse_override(raw)?;
         config::set_dotted(&mut table, &k, v)?;

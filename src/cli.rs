@@ -51,11 +51,18 @@ pub struct GlobalOpts {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// List the experiments with their one-line description and paper.
+    /// List the experiments by family with their paper and number of claims.
     List {
         /// Print only the names, one per line (for scripts).
         #[arg(long)]
         names: bool,
+        /// Print the README's Papers table (Markdown), with the claims held at CPU scale taken
+        /// from the committed scoreboard.
+        #[arg(long, conflicts_with = "names")]
+        markdown: bool,
+        /// Scoreboard CSV that --markdown reads the verdicts from.
+        #[arg(long, default_value = "docs/scoreboard-cpu.csv")]
+        scoreboard: PathBuf,
     },
     /// Train an experiment: stochlab train <experiment> [key=value ...].
     Train(TrainArgs),
@@ -65,6 +72,12 @@ pub enum Command {
     IbAnalyze(TrainArgs),
     /// Expand a sweep file into jobs and run them.
     Sweep(Box<SweepArgs>),
+    /// Recompute the paper claims of finished runs from their files: a run directory, a sweep
+    /// (mean ± std over seeds, verdict on the mean, seeds passing) or a reproduce folder.
+    Check(CheckArgs),
+    /// Run experiments' default configs (or --full paper-scale ones) as sweep jobs and write a
+    /// scoreboard of their paper claims: stochlab reproduce --all, stochlab reproduce ib-tishby.
+    Reproduce(Box<ReproduceArgs>),
     /// Datasets: `stochlab data list` shows each one, whether it is present and verified.
     Data {
         #[command(subcommand)]
@@ -102,6 +115,104 @@ pub struct TrainArgs {
     /// Create the run exactly here instead of results/<experiment>/<timestamp>-<id> (sweeps).
     #[arg(long, hide = true)]
     pub run_dir: Option<PathBuf>,
+    /// When the run completes, draw its figures (as `stochlab plot`) and print their paths.
+    #[arg(long)]
+    pub plot: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Run directories, sweep directories or reproduce folders, and optionally thresholds to
+    /// use instead of the runs' own: claims.<id>=VALUE (e.g. claims.compression=3).
+    #[arg(required = true, value_name = "PATH|claims.ID=VALUE")]
+    pub args: Vec<String>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReproduceArgs {
+    /// Experiments or variants to reproduce (see `stochlab list`); --all for every one.
+    pub names: Vec<String>,
+    /// Every experiment that reproduces a paper, with its variants.
+    #[arg(long, conflicts_with = "names")]
+    pub all: bool,
+    /// The paper-scale configs (experiments/<name>-full.toml), for a GPU box or a cluster.
+    #[arg(long)]
+    pub full: bool,
+    /// Seeds per experiment (0..N); each seed is one job.
+    #[arg(long, default_value_t = 1)]
+    pub seeds: u64,
+    /// Name of the folder results/reproduce/<name>/ (default: cpu, full or smoke).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Only (re)write the scoreboard from the jobs that have finished; run nothing.
+    #[arg(long)]
+    pub scoreboard: bool,
+    /// Jobs run at once on this machine.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Pin each job to one GPU (CUDA_VISIBLE_DEVICES): a list like 0,1,2 or `all`.
+    #[arg(long)]
+    pub gpus: Option<String>,
+    /// Jobs sharing one GPU at a time (with --gpus).
+    #[arg(long, default_value_t = 1)]
+    pub jobs_per_gpu: usize,
+    /// Run again the jobs that failed in an earlier invocation.
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// local (worker processes here) or slurm (one sbatch job array per experiment).
+    #[arg(long, default_value = "local")]
+    pub backend: String,
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SlurmArgs {
+    /// Slurm: partition to submit to.
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Slurm: time limit per task, e.g. 02:00:00.
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Slurm: GPUs per task (--gpus-per-task).
+    #[arg(long)]
+    pub gpus_per_task: Option<String>,
+    /// Slurm: CPUs per task (--cpus-per-task).
+    #[arg(long)]
+    pub cpus_per_task: Option<String>,
+    /// Slurm: memory per task, e.g. 16G.
+    #[arg(long)]
+    pub mem: Option<String>,
+    /// Slurm: most array tasks running at once (%N).
+    #[arg(long)]
+    pub max_concurrent: Option<usize>,
+    /// Slurm: any other #SBATCH line, e.g. --sbatch-arg=--account=lab (repeatable).
+    #[arg(long)]
+    pub sbatch_arg: Vec<String>,
+    /// Slurm: requeue preempted tasks; they checkpoint on SIGTERM and resume.
+    #[arg(long)]
+    pub requeue: bool,
+    /// Slurm: write and print the sbatch script without submitting it.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl SlurmArgs {
+    pub fn options(&self) -> crate::sweep::slurm::SlurmOptions {
+        crate::sweep::slurm::SlurmOptions {
+            partition: self.partition.clone(),
+            time: self.time.clone(),
+            gpus_per_task: self.gpus_per_task.clone(),
+            cpus_per_task: self.cpus_per_task.clone(),
+            mem: self.mem.clone(),
+            max_concurrent: self.max_concurrent,
+            extra: self.sbatch_arg.clone(),
+            requeue: self.requeue,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -210,28 +321,8 @@ pub struct SweepArgs {
     /// local (worker processes here) or slurm (an sbatch job array).
     #[arg(long, default_value = "local")]
     pub backend: String,
-    /// Slurm: partition, time limit, GPUs and CPUs per task, memory, concurrency limit.
-    #[arg(long)]
-    pub partition: Option<String>,
-    #[arg(long)]
-    pub time: Option<String>,
-    #[arg(long)]
-    pub gpus_per_task: Option<String>,
-    #[arg(long)]
-    pub cpus_per_task: Option<String>,
-    #[arg(long)]
-    pub mem: Option<String>,
-    #[arg(long)]
-    pub max_concurrent: Option<usize>,
-    /// Slurm: any other #SBATCH line, e.g. --sbatch-arg=--account=lab (repeatable).
-    #[arg(long)]
-    pub sbatch_arg: Vec<String>,
-    /// Slurm: requeue preempted tasks; they checkpoint on SIGTERM and resume.
-    #[arg(long)]
-    pub requeue: bool,
-    /// Slurm: write and print sweep.sbatch without submitting it.
-    #[arg(long)]
-    pub dry_run: bool,
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
 }
 
 #[derive(Subcommand, Debug)]

@@ -8,6 +8,19 @@ use serde::Serialize;
 use std::path::Path;
 use toml::{Table, Value};
 
+include!(concat!(env!("OUT_DIR"), "/builtin_configs.rs"));
+
+/// A config compiled into the binary by name (`experiments/<name>.toml`): the defaults, the
+/// variants (`ib-tishby-relu`) and the paper-scale configs (`<experiment>-full`).
+pub fn builtin(name: &str) -> Option<&'static str> {
+    builtin_named(name).map(|(_, text)| text)
+}
+
+/// A built-in config as (its name, its text).
+pub fn builtin_named(name: &str) -> Option<(&'static str, &'static str)> {
+    BUILTIN_CONFIGS.iter().find(|(n, _)| *n == name).copied()
+}
+
 /// Keys the runner itself owns; they sit at the top of every resolved config.
 pub const SEED_KEY: &str = "seed";
 const SMOKE_KEY: &str = "smoke";

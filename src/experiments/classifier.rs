@@ -15,6 +15,7 @@ use toml::Table;
 
 pub const ENTRY: Entry = Entry {
     name: "classifier",
+    family: "runner",
     description: "MLP or small CNN with SGD/Adam on a named dataset (runner baseline)",
     paper: "—",
     defaults: include_str!("../../experiments/classifier.toml"),
@@ -22,6 +23,8 @@ pub const ENTRY: Entry = Entry {
     train,
     eval: Some(eval),
     information_plane: false,
+    claims: &[],
+    variants: &[],
 };
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

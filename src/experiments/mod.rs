@@ -31,6 +31,8 @@ pub struct EvalInput<'a> {
 
 pub struct Entry {
     pub name: &'static str,
+    /// The family folder it lives in (`information`, `sgd`, …; `runner` for infrastructure).
+    pub family: &'static str,
     pub description: &'static str,
     /// Title of the paper the experiment reproduces (or "—" for infrastructure experiments).
     pub paper: &'static str,
@@ -42,7 +44,20 @@ pub struct Entry {
     pub eval: Option<EvalFn>,
     /// Whether `stochlab ib-analyze` applies: the experiment records ib.csv.
     pub information_plane: bool,
+    /// The paper's headline claims, checked at the end of every run (`claims.csv`).
+    pub claims: &'static [crate::claims::Claim],
+    /// Built-in configs besides `<name>` that `reproduce` runs as targets of their own
+    /// (a paper's control, e.g. `ib-tishby-relu`).
+    pub variants: &'static [&'static str],
 }
+
+/// Family folders in the order `list` shows them, with a one-line title.
+pub const FAMILIES: &[(&str, &str)] = &[
+    ("information", "information theory of deep learning"),
+    ("sgd", "SGD noise, batch size and learning rate"),
+    ("estimators", "gradient estimators and local learning"),
+    ("runner", "runner baselines"),
+];
 
 pub static REGISTRY: &[Entry] = &[
     classifier::ENTRY,
@@ -57,6 +72,27 @@ pub static REGISTRY: &[Entry] = &[
     wta_crs::ENTRY,
     tpsgd::ENTRY,
 ];
+
+/// One experiment run by `reproduce`: an experiment with one of its built-in configs.
+#[derive(Clone, Copy)]
+pub struct Target {
+    /// The config name (`ib-tishby`, `ib-tishby-relu`); also the target's name.
+    pub name: &'static str,
+    pub entry: &'static Entry,
+}
+
+/// Every reproduction target: each experiment that reproduces a paper, and its variants.
+pub fn targets() -> Vec<Target> {
+    REGISTRY
+        .iter()
+        .filter(|e| !e.claims.is_empty())
+        .flat_map(|e| {
+            std::iter::once(e.name)
+                .chain(e.variants.iter().copied())
+                .map(move |name| Target { name, entry: e })
+        })
+        .collect()
+}
 
 pub fn find(name: &str) -> Result<&'static Entry> {
     if let Some(e) = REGISTRY.iter().find(|e| e.name == name) {
@@ -85,8 +121,61 @@ mod tests {
                     text: e.defaults,
                 };
                 let r = crate::config::resolve(src, &[], smoke, None).unwrap();
-                (e.normalize)(&r.table).unwrap_or_else(|err| panic!("{}: {err}", e.name));
+                let mut table = r.table;
+                crate::claims::split(e, &mut table).unwrap();
+                (e.normalize)(&table).unwrap_or_else(|err| panic!("{}: {err}", e.name));
             }
+        }
+        // Every built-in config (variants, paper-scale configs) resolves for its experiment,
+        // and the -full ones say so in [claims].
+        for (name, text) in crate::config::BUILTIN_CONFIGS {
+            let e = REGISTRY
+                .iter()
+                .filter(|e| name.starts_with(e.name))
+                .max_by_key(|e| e.name.len())
+                .unwrap_or_else(|| panic!("experiments/{name}.toml belongs to no experiment"));
+            for smoke in [false, true] {
+                let src = crate::config::Source::Embedded { name, text };
+                let r = crate::config::resolve(src, &[], smoke, None).unwrap();
+                let mut table = r.table;
+                let th = crate::claims::split(e, &mut table)
+                    .unwrap_or_else(|err| panic!("{name}: {err}"));
+                (e.normalize)(&table).unwrap_or_else(|err| panic!("{name}: {err}"));
+                let full = th.scale == crate::claims::RunScale::Full;
+                assert_eq!(full, name.ends_with("-full"), "{name}: claims.scale");
+            }
+        }
+        for t in targets() {
+            assert!(
+                crate::config::builtin(t.name).is_some(),
+                "{}: no experiments/{}.toml",
+                t.entry.name,
+                t.name
+            );
+            let ids: Vec<&str> = t.entry.claims.iter().map(|c| c.id).collect();
+            for (i, id) in ids.iter().enumerate() {
+                assert!(!ids[..i].contains(id), "{}: claim {id} twice", t.entry.name);
+            }
+        }
+        for e in REGISTRY {
+            for c in e.claims {
+                if let Some(v) = c.variant {
+                    assert!(e.variants.contains(&v), "{}/{}: {v}", e.name, c.id);
+                }
+            }
+            for v in e.variants {
+                assert!(
+                    e.claims.iter().any(|c| c.variant == Some(v)),
+                    "{}: variant {v} has no claim",
+                    e.name
+                );
+            }
+            assert!(
+                FAMILIES.iter().any(|(f, _)| *f == e.family),
+                "{}: family {} not in FAMILIES",
+                e.name,
+                e.family
+            );
         }
         assert!(find("clasifier")
             .err()

@@ -7,6 +7,7 @@ pub mod fsutil;
 pub mod metrics;
 pub mod progress;
 pub mod signals;
+pub mod table;
 
 use anyhow::{anyhow, bail, Context, Result};
 use metrics::{Cell, MetricsWriter};
@@ -69,6 +70,9 @@ pub struct RunInfo {
     pub final_metrics: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     pub resumes: Vec<Resume>,
+    /// How many of the paper's claims passed, failed or did not apply (claims.csv).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<crate::claims::Counts>,
 }
 
 /// What the command line says about where and how to run.
@@ -204,6 +208,7 @@ impl RunContext {
             error: None,
             final_metrics: Default::default(),
             resumes: vec![],
+            claims: None,
         };
         let ctx = Self::with(dir, info, opts, seed, None);
         ctx.write_info()?;
@@ -364,7 +369,7 @@ impl RunContext {
                 Some(format!("stopped by signal {sig}")),
                 128 + sig,
             ),
-            Err(e) => (Status::Failed, Some(crate::app::one_line(e)), 1),
+            Err(e) => (Status::Failed, Some(one_line(e)), 1),
         };
         self.info.status = status;
         self.info.error = error;
@@ -384,6 +389,15 @@ impl RunContext {
         let text = serde_json::to_string_pretty(&self.info)?;
         fsutil::write_atomic(&self.dir.join(RUN_JSON), text.as_bytes())
     }
+}
+
+/// An error chain as one line: outermost context first.
+pub fn one_line(err: &anyhow::Error) -> String {
+    let parts: Vec<String> = err
+        .chain()
+        .map(|e| e.to_string().replace('\n', " "))
+        .collect();
+    parts.join(": ")
 }
 
 /// Reads a run directory's run.json, with an error that says what a run directory is.

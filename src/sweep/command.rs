@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Result};
 use std::path::PathBuf;
 
 /// Flags every job of a sweep inherits from the sweep's command line.
-fn job_flags(g: &GlobalOpts) -> Vec<String> {
+pub(crate) fn job_flags(g: &GlobalOpts) -> Vec<String> {
     let mut f = vec!["--device".to_string(), g.device.clone()];
     if let Some(d) = &g.data_dir {
         f.extend(["--data-dir".to_string(), d.display().to_string()]);
@@ -24,7 +24,7 @@ fn job_flags(g: &GlobalOpts) -> Vec<String> {
 
 /// SIGINT/SIGTERM set this flag; a sweep stops launching jobs and forwards SIGTERM to its
 /// running jobs, which checkpoint.
-fn stop_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+pub(crate) fn stop_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, std::sync::Arc::clone(&stop))?;
@@ -112,24 +112,26 @@ pub fn main(g: &GlobalOpts, args: SweepArgs) -> Result<i32> {
     // The sweep directory keeps the sweep as it ran: file, command-line additions and name.
     let text = toml::to_string_pretty(&spec)?;
     let entry = crate::experiments::find(&spec.experiment)?;
+    // The jobs' own config: the sweep file's `config`, else --config.
+    let mut resolving = g.clone();
+    if !spec.config.is_empty() {
+        if g.config.is_some() {
+            bail!(
+                "the sweep file names `config = {:?}`; drop --config",
+                spec.config
+            );
+        }
+        resolving.config = Some(PathBuf::from(&spec.config));
+    }
     // Every job's config must resolve before anything runs.
     for job in spec.expand()? {
-        crate::app::resolve(g, entry, &job.args())
+        crate::app::resolve(&resolving, entry, &job.args())
             .map_err(|e| anyhow!("job {} ({}): {e}", job.id, job.args().join(" ")))?;
     }
     let sd = SweepDir::prepare(&g.results, spec, &text)?;
     if args.backend == "slurm" {
-        let o = crate::sweep::slurm::SlurmOptions {
-            partition: args.partition,
-            time: args.time,
-            gpus_per_task: args.gpus_per_task,
-            cpus_per_task: args.cpus_per_task,
-            mem: args.mem,
-            max_concurrent: args.max_concurrent,
-            extra: args.sbatch_arg,
-            requeue: args.requeue,
-        };
-        let (script, id) = crate::sweep::slurm::submit(&sd, &o, &job_flags(g), args.dry_run)?;
+        let o = args.slurm.options();
+        let (script, id) = crate::sweep::slurm::submit(&sd, &o, &job_flags(g), args.slurm.dry_run)?;
         match id {
             None => print!("{script}"),
             Some(id) => println!(

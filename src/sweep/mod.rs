@@ -79,6 +79,11 @@ impl SweepDir {
     /// are added to the manifest; existing ones keep their index, state and run directory.
     pub fn prepare(root: &Path, spec: SweepSpec, spec_text: &str) -> Result<Self> {
         let dir = root.join("sweeps").join(&spec.name);
+        Self::prepare_at(dir, spec, spec_text)
+    }
+
+    /// As `prepare`, in exactly `dir` (`reproduce` keeps one sweep per experiment together).
+    pub fn prepare_at(dir: PathBuf, spec: SweepSpec, spec_text: &str) -> Result<Self> {
         for sub in [STATES, RUNS, LOGS] {
             std::fs::create_dir_all(dir.join(sub))
                 .with_context(|| format!("creating {}", dir.join(sub).display()))?;
@@ -163,9 +168,11 @@ impl SweepDir {
             } else {
                 self.spec.command.as_str()
             };
-            c.arg(command)
-                .arg(&self.spec.experiment)
-                .args(j.args())
+            c.arg(command).arg(&self.spec.experiment);
+            if !self.spec.config.is_empty() {
+                c.args(["--config", &self.spec.config]);
+            }
+            c.args(j.args())
                 .args(["--seed", &j.seed.to_string()])
                 .arg("--run-dir")
                 .arg(&run_dir);

@@ -16,6 +16,9 @@ pub struct SweepSpec {
     pub experiment: String,
     /// `train` or `ib-analyze`.
     pub command: String,
+    /// Config file or built-in config name every job starts from (empty: the experiment's
+    /// defaults, or `--config` of the sweep's command line).
+    pub config: String,
     /// Overrides applied to every job (nested tables or dotted keys).
     pub base: Table,
     /// Cartesian product of the lists.

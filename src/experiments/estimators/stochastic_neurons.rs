@@ -13,10 +13,10 @@
 //! (mean gate probability − `target_on`)² pushes most gates off. For each estimator and target:
 //! test error and the fraction of gates off at test time, against the same MLP ungated.
 
-use crate::experiments::children::csv_bytes;
-use crate::experiments::Entry;
 use crate::config;
 use crate::data::{self, DataConfig, Dataset};
+use crate::experiments::children::csv_bytes;
+use crate::experiments::Entry;
 use crate::nn::stochastic::{self, Estimator, Reinforce};
 use crate::rng::{self, Stream};
 use crate::run::fsutil::write_atomic;
@@ -31,6 +31,7 @@ use toml::Table;
 
 pub const ENTRY: Entry = Entry {
     name: "stochastic-neurons",
+    family: "estimators",
     description:
         "Gradient estimators for binary stochastic units; gated MLP (conditional computation)",
     paper:
@@ -40,6 +41,8 @@ pub const ENTRY: Entry = Entry {
     train,
     eval: None,
     information_plane: false,
+    claims: CLAIMS,
+    variants: &[],
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -508,4 +511,84 @@ mod tests {
             "straight-through should be biased: z {z}, bias {bias}"
         );
     }
+}
+
+// ---- The paper's claims (Bengio et al., stochastic neurons) ---------------------------------
+
+use crate::claims::{self, Claim, Expect, Measured, RunFiles, Scale};
+
+const CLAIMS: &[Claim] = &[
+    Claim {
+        id: "reinforce-unbiased",
+        statement: "REINFORCE with the minimum-variance baseline is unbiased: largest |mean − exact| in standard errors over the gradient's coordinates (below 4.5 from the issue)",
+        paper: "unbiased",
+        expect: Expect::Below(4.5),
+        unit: "z",
+        scale: Scale::Both,
+        variant: None,
+        measure: reinforce_z,
+    },
+    Claim {
+        id: "straight-through-biased",
+        statement: "the straight-through estimator is biased: its largest |mean − exact| in standard errors (4.5 or more)",
+        paper: "biased",
+        expect: Expect::AtLeast(4.5),
+        unit: "z",
+        scale: Scale::Both,
+        variant: None,
+        measure: straight_through_z,
+    },
+    Claim {
+        id: "sparse-gating",
+        statement: "stochastic gaters switch most units off at little cost: the largest fraction of gates off at ≤ 2 points extra test error over the estimators (≥ 0.8 from the issue)",
+        paper: "≥ 80 % off",
+        expect: Expect::AtLeast(0.8),
+        unit: "fraction",
+        scale: Scale::Both,
+        variant: None,
+        measure: sparse_gating,
+    },
+];
+
+fn z_max(f: &RunFiles, estimator: &str) -> Result<Measured> {
+    let t = f.csv("estimators.csv")?;
+    if t.select(&[("estimator", estimator)])?.is_empty() {
+        return Ok(Measured::NotApplicable(format!(
+            "{estimator} was not run (estimators list)"
+        )));
+    }
+    claims::value(t.number("z_max", &[("estimator", estimator)])?)
+}
+
+fn reinforce_z(f: &RunFiles) -> Result<Measured> {
+    z_max(f, "reinforce")
+}
+fn straight_through_z(f: &RunFiles) -> Result<Measured> {
+    z_max(f, "straight-through")
+}
+
+/// Extra test error allowed for a gating result to count, in points.
+const GATING_EXTRA_POINTS: f64 = 2.0;
+
+fn sparse_gating(f: &RunFiles) -> Result<Measured> {
+    let t = f.csv("gating.csv")?;
+    let (e, off, extra) = (
+        t.col("estimator")?,
+        t.col("gates_off")?,
+        t.col("extra_error_points")?,
+    );
+    let mut best: f64 = 0.0;
+    let mut rows = 0;
+    for r in t.rows.iter().filter(|r| r[e] != "ungated") {
+        rows += 1;
+        if t.parse(&r[extra], "extra_error_points")? <= GATING_EXTRA_POINTS {
+            best = best.max(t.parse(&r[off], "gates_off")?);
+        }
+    }
+    if rows == 0 {
+        return Ok(Measured::NotApplicable(
+            "gating.csv has no gated run".into(),
+        ));
+    }
+    claims::value(best)
 }

@@ -13,10 +13,10 @@
 //! by row (sequential MNIST); its local rules train the recurrent layer from every step's
 //! projected-label target with h_{t−1} detached (no backpropagation through time).
 
-use crate::experiments::children::csv_bytes;
-use crate::experiments::Entry;
 use crate::config;
 use crate::data::{self, DataConfig, Dataset};
+use crate::experiments::children::csv_bytes;
+use crate::experiments::Entry;
 use crate::nn::local::{LocalModel, LocalNet, LocalRnn, Rule};
 use crate::nn::Activation;
 use crate::rng::{self, Stream};
@@ -32,6 +32,7 @@ use toml::Table;
 
 pub const ENTRY: Entry = Entry {
     name: "tpsgd",
+    family: "estimators",
     description: "Layer-local training from projected labels (tpSGD, DRTP) vs backprop, with depth",
     paper: "Target Projection Stochastic Gradient Descent (tpSGD): layer-local training without backpropagation",
     defaults: include_str!("../../../experiments/tpsgd.toml"),
@@ -39,6 +40,8 @@ pub const ENTRY: Entry = Entry {
     train,
     eval: None,
     information_plane: false,
+    claims: CLAIMS,
+    variants: &[],
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -298,4 +301,100 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
     }
     progress.finish();
     Ok(Outcome::Completed)
+}
+
+// ---- The paper's claims (tpSGD) -------------------------------------------------------------
+
+use crate::claims::{self, Claim, Expect, Measured, RunFiles, Scale};
+
+const CLAIMS: &[Claim] = &[
+    Claim {
+        id: "near-backprop",
+        statement: "the best local rule trains the shallow MLP to within 5 points of backprop's test accuracy (from the issue)",
+        paper: "close to backprop",
+        expect: Expect::AtMost(5.0),
+        unit: "points",
+        scale: Scale::Both,
+        variant: None,
+        measure: near_backprop,
+    },
+    Claim {
+        id: "ahead-of-drtp",
+        statement: "tpSGD beats DRTP on the shallow MLP: best tp-* test accuracy minus DRTP's",
+        paper: "tpSGD > DRTP",
+        expect: Expect::Above(0.0),
+        unit: "points",
+        scale: Scale::Both,
+        variant: None,
+        measure: ahead_of_drtp,
+    },
+    Claim {
+        id: "memory",
+        statement: "local training needs less activation memory than backprop: peak activation bytes of the best tp-* rule over backprop's, shallow MLP",
+        paper: "lower memory",
+        expect: Expect::Below(1.0),
+        unit: "ratio",
+        scale: Scale::Both,
+        variant: None,
+        measure: memory_ratio,
+    },
+];
+
+/// (rule, test accuracy, peak activation bytes) of the MLP rows of results.csv.
+fn mlp_rows(f: &RunFiles) -> Result<Vec<(String, f64, f64)>> {
+    let t = f.csv("results.csv")?;
+    let (r, a, m) = (
+        t.col("rule")?,
+        t.col("test_acc")?,
+        t.col("peak_activation_bytes")?,
+    );
+    t.select(&[("model", "mlp")])?
+        .iter()
+        .map(|row| {
+            Ok((
+                row[r].clone(),
+                t.parse(&row[a], "test_acc")?,
+                t.parse(&row[m], "peak_activation_bytes")?,
+            ))
+        })
+        .collect()
+}
+
+fn best<'a>(rows: &'a [(String, f64, f64)], tp_only: bool) -> Option<&'a (String, f64, f64)> {
+    rows.iter()
+        .filter(|r| r.0 != "backprop" && (!tp_only || r.0.starts_with("tp-")))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+fn missing(what: &str) -> Result<Measured> {
+    Ok(Measured::NotApplicable(format!(
+        "results.csv has no MLP row for {what} (rules / models switched off)"
+    )))
+}
+
+fn near_backprop(f: &RunFiles) -> Result<Measured> {
+    let rows = mlp_rows(f)?;
+    let bp = rows.iter().find(|r| r.0 == "backprop");
+    match (bp, best(&rows, false)) {
+        (Some(bp), Some(local)) => claims::value(100.0 * (bp.1 - local.1)),
+        _ => missing("backprop and a local rule"),
+    }
+}
+
+fn ahead_of_drtp(f: &RunFiles) -> Result<Measured> {
+    let rows = mlp_rows(f)?;
+    let drtp = rows.iter().find(|r| r.0 == "drtp");
+    match (best(&rows, true), drtp) {
+        (Some(tp), Some(d)) => claims::value(100.0 * (tp.1 - d.1)),
+        _ => missing("a tp-* rule and drtp"),
+    }
+}
+
+fn memory_ratio(f: &RunFiles) -> Result<Measured> {
+    let rows = mlp_rows(f)?;
+    let bp = rows.iter().find(|r| r.0 == "backprop");
+    match (best(&rows, true), bp) {
+        (Some(tp), Some(bp)) => claims::value(tp.2 / bp.2),
+        _ => missing("backprop and a tp-* rule"),
+    }
 }

@@ -11,10 +11,10 @@
 //! keep for the backward pass (k rows instead of N per layer). The transformer block the issue
 //! mentions is not built here.
 
-use crate::experiments::children::csv_bytes;
-use crate::experiments::Entry;
 use crate::config;
 use crate::data::{self, DataConfig, Dataset};
+use crate::experiments::children::csv_bytes;
+use crate::experiments::Entry;
 use crate::nn::wta_crs::{select, Sampler, WtaCrsLinear};
 use crate::rng::{self, Stream};
 use crate::run::fsutil::write_atomic;
@@ -29,6 +29,7 @@ use toml::Table;
 
 pub const ENTRY: Entry = Entry {
     name: "wta-crs",
+    family: "estimators",
     description: "Sampled weight gradients (uniform, CRS, WTA-CRS, top-k): variance and training",
     paper: "Winner-Take-All Column Row Sampling for Memory Efficient Adaptation of Language Model",
     defaults: include_str!("../../../experiments/wta-crs.toml"),
@@ -36,6 +37,8 @@ pub const ENTRY: Entry = Entry {
     train,
     eval: None,
     information_plane: false,
+    claims: CLAIMS,
+    variants: &[],
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -366,4 +369,106 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
         }
     }
     Ok(Outcome::Completed)
+}
+
+// ---- The paper's claims (Liu et al., winner-take-all column row sampling) -------------------
+
+use crate::claims::{self, Claim, Expect, Measured, RunFiles, Scale};
+
+const CLAIMS: &[Claim] = &[
+    Claim {
+        id: "unbiased",
+        statement: "uniform, CRS and WTA-CRS estimate the weight gradient without bias: largest relative bias over those samplers and k/N (below 2 % from the issue)",
+        paper: "unbiased",
+        expect: Expect::Below(0.02),
+        unit: "fraction",
+        scale: Scale::Both,
+        variant: None,
+        measure: max_bias,
+    },
+    Claim {
+        id: "variance-wta-below-crs",
+        statement: "WTA-CRS has lower variance than CRS: largest ratio of their relative variances over k/N (below 1)",
+        paper: "WTA-CRS < CRS",
+        expect: Expect::Below(1.0),
+        unit: "ratio",
+        scale: Scale::Both,
+        variant: None,
+        measure: wta_over_crs,
+    },
+    Claim {
+        id: "variance-crs-below-uniform",
+        statement: "CRS has lower variance than uniform sampling: largest ratio of their relative variances over k/N (below 1)",
+        paper: "CRS < uniform",
+        expect: Expect::Below(1.0),
+        unit: "ratio",
+        scale: Scale::Both,
+        variant: None,
+        measure: crs_over_uniform,
+    },
+    Claim {
+        id: "accuracy-at-0.3",
+        statement: "training with WTA-CRS at k/N = 0.3 stays within 1 point of exact training (from the issue; the paper reports ≤ 1 point on GLUE)",
+        paper: "≤ 1 point lost",
+        expect: Expect::AtMost(1.0),
+        unit: "points",
+        scale: Scale::Both,
+        variant: None,
+        measure: accuracy_gap,
+    },
+];
+
+fn max_bias(f: &RunFiles) -> Result<Measured> {
+    let t = f.csv("estimators.csv")?;
+    let mut v = vec![];
+    for s in ["uniform", "crs", "wta-crs"] {
+        v.extend(t.numbers("rel_bias", &[("sampler", s)])?);
+    }
+    if v.is_empty() {
+        return Ok(Measured::NotApplicable(
+            "estimators.csv has none of uniform, crs, wta-crs".into(),
+        ));
+    }
+    claims::value(v.into_iter().fold(f64::NEG_INFINITY, f64::max))
+}
+
+fn variance_ratio(f: &RunFiles, num: &str, den: &str) -> Result<Measured> {
+    let t = f.csv("estimators.csv")?;
+    let mut worst = f64::NEG_INFINITY;
+    for k in t.distinct("k_fraction")? {
+        let a = t.numbers("rel_variance", &[("k_fraction", &k), ("sampler", num)])?;
+        let b = t.numbers("rel_variance", &[("k_fraction", &k), ("sampler", den)])?;
+        if let (Some(a), Some(b)) = (a.first(), b.first()) {
+            worst = worst.max(a / b);
+        }
+    }
+    if worst.is_infinite() {
+        return Ok(Measured::NotApplicable(format!(
+            "estimators.csv lacks {num} or {den}"
+        )));
+    }
+    claims::value(worst)
+}
+
+fn wta_over_crs(f: &RunFiles) -> Result<Measured> {
+    variance_ratio(f, "wta-crs", "crs")
+}
+fn crs_over_uniform(f: &RunFiles) -> Result<Measured> {
+    variance_ratio(f, "crs", "uniform")
+}
+
+fn accuracy_gap(f: &RunFiles) -> Result<Measured> {
+    let t = f.csv("training.csv")?;
+    let (s, k) = (t.col("sampler")?, t.col("k_fraction")?);
+    let row = t.rows.iter().find(|r| {
+        r[s] == "wta-crs"
+            && t.parse(&r[k], "k_fraction")
+                .is_ok_and(|x| (x - 0.3).abs() < 1e-9)
+    });
+    match row {
+        Some(r) => claims::value(t.parse(&r[t.col("points_below_exact")?], "points_below_exact")?),
+        None => Ok(Measured::NotApplicable(
+            "training.csv has no wta-crs row at k/N = 0.3".into(),
+        )),
+    }
 }

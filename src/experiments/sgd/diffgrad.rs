@@ -12,10 +12,10 @@
 //! `classifier` run under `runs/<optimizer>-s<seed>/`, resumable on its own); per-epoch rows of
 //! all of them in metrics.csv, final test accuracy mean ± std over seeds in summary.csv.
 
-use crate::experiments::children::{self, csv_bytes};
-use crate::experiments::{classifier, Entry};
 use crate::config;
 use crate::data::DataConfig;
+use crate::experiments::children::{self, csv_bytes};
+use crate::experiments::{classifier, Entry};
 use crate::nn::ModelConfig;
 use crate::optim::{OptimConfig, OptimName, Optimizer};
 use crate::run::fsutil::write_atomic;
@@ -31,6 +31,7 @@ use toml::Table;
 
 pub const ENTRY: Entry = Entry {
     name: "diffgrad",
+    family: "sgd",
     description: "diffGrad vs the optimizer zoo: 1-D test functions and networks over seeds",
     paper:
         "diffGrad: An Optimization Method for Convolutional Neural Networks (Dubey et al., 2019)",
@@ -39,6 +40,8 @@ pub const ENTRY: Entry = Entry {
     train,
     eval: None,
     information_plane: false,
+    claims: CLAIMS,
+    variants: &[],
 };
 
 /// Part 1 settings (the paper's).
@@ -421,5 +424,115 @@ mod tests {
             .to_string()
             .contains("networks.optim.sdg"));
         assert_eq!(mean_std(&[1.0, 3.0]), (2.0, 2f64.sqrt()));
+    }
+}
+
+// ---- The paper's claims (Dubey et al., diffGrad) -------------------------------------------
+
+use crate::claims::{self, Claim, Expect, Measured, RunFiles, Scale};
+
+const CLAIMS: &[Claim] = &[
+    Claim {
+        id: "f1-diffgrad",
+        statement: "on F1 diffGrad passes the local minimum and ends near the global one at x ≈ −0.3 (Fig. 2; ±0.05 band ours: the paper gives a plot)",
+        paper: "x ≈ −0.3",
+        expect: Expect::Within(-0.35, -0.25),
+        unit: "x",
+        scale: Scale::Cpu,
+        variant: None,
+        measure: f1_diffgrad,
+    },
+    Claim {
+        id: "f1-adam",
+        statement: "on F1 Adam overshoots into the local minimum at x ≈ 0.2 (Fig. 2; ±0.05 band ours)",
+        paper: "x ≈ 0.2",
+        expect: Expect::Within(0.15, 0.25),
+        unit: "x",
+        scale: Scale::Cpu,
+        variant: None,
+        measure: f1_adam,
+    },
+    Claim {
+        id: "f2-diffgrad",
+        statement: "on F2 diffGrad ends at the global minimum x ≈ −0.643 (Fig. 2; ±0.05 band ours)",
+        paper: "x ≈ −0.643",
+        expect: Expect::Within(-0.693, -0.593),
+        unit: "x",
+        scale: Scale::Cpu,
+        variant: None,
+        measure: f2_diffgrad,
+    },
+    Claim {
+        id: "f2-adam",
+        statement: "on F2 Adam stays near the local minimum at x ≈ 0 (Fig. 2; ±0.05 band ours)",
+        paper: "x ≈ 0",
+        expect: Expect::Within(-0.05, 0.05),
+        unit: "x",
+        scale: Scale::Cpu,
+        variant: None,
+        measure: f2_adam,
+    },
+    Claim {
+        id: "accuracy",
+        statement: "diffGrad's test accuracy is at least Adam's: seed-mean diffGrad − Adam (ResNet on CIFAR-10, Table 2)",
+        paper: "diffGrad ahead",
+        expect: Expect::AtLeast(0.0),
+        unit: "points",
+        scale: Scale::Full,
+        variant: None,
+        measure: accuracy_gap,
+    },
+];
+
+fn final_x(f: &RunFiles, function: &str, optimizer: &str) -> Result<Measured> {
+    if f.cfg_bool("functions.enabled") == Some(false) {
+        return Ok(Measured::NotApplicable(
+            "the functions part is switched off (functions.enabled = false)".into(),
+        ));
+    }
+    let t = f.csv("functions_summary.csv")?;
+    if t.select(&[("function", function), ("optimizer", optimizer)])?
+        .is_empty()
+    {
+        return Ok(Measured::NotApplicable(format!(
+            "{optimizer} on {function} was not run (functions.names / functions.optimizers)"
+        )));
+    }
+    claims::value(t.number(
+        "x_final",
+        &[("function", function), ("optimizer", optimizer)],
+    )?)
+}
+
+fn f1_diffgrad(f: &RunFiles) -> Result<Measured> {
+    final_x(f, "f1", "diffgrad")
+}
+fn f1_adam(f: &RunFiles) -> Result<Measured> {
+    final_x(f, "f1", "adam")
+}
+fn f2_diffgrad(f: &RunFiles) -> Result<Measured> {
+    final_x(f, "f2", "diffgrad")
+}
+fn f2_adam(f: &RunFiles) -> Result<Measured> {
+    final_x(f, "f2", "adam")
+}
+
+fn accuracy_gap(f: &RunFiles) -> Result<Measured> {
+    if f.cfg_bool("networks.enabled") == Some(false) {
+        return Ok(Measured::NotApplicable(
+            "the networks part is switched off (networks.enabled = false)".into(),
+        ));
+    }
+    let t = f.csv("summary.csv")?;
+    let acc = |o: &str| -> Result<Option<f64>> {
+        Ok(t.numbers("test_acc_mean", &[("optimizer", o)])?
+            .first()
+            .copied())
+    };
+    match (acc("diffgrad")?, acc("adam")?) {
+        (Some(d), Some(a)) => claims::value(100.0 * (d - a)),
+        _ => Ok(Measured::NotApplicable(
+            "summary.csv lacks diffgrad or adam (networks.optimizers)".into(),
+        )),
     }
 }

@@ -17,10 +17,10 @@
 //! summary.csv: the fit λ_max = a + c/B per epoch (R²), and the log–log slopes of the best and
 //! the largest stable learning rate against B, per optimizer (R²).
 
-use crate::experiments::children::csv_bytes;
-use crate::experiments::Entry;
 use crate::config;
 use crate::data::{self, DataConfig, Dataset};
+use crate::experiments::children::csv_bytes;
+use crate::experiments::Entry;
 use crate::nn::{self as models, ModelConfig};
 use crate::optim::{OptimConfig, OptimName, Optimizer};
 use crate::rng::{self, Stream};
@@ -37,6 +37,7 @@ use toml::Table;
 
 pub const ENTRY: Entry = Entry {
     name: "lr-batch",
+    family: "sgd",
     description: "Top Hessian eigenvalue vs batch size, and the best learning rate vs batch size",
     paper: "Learning Rates as a Function of Batch Size: A Random Matrix Theory Approach to Neural Network Training",
     defaults: include_str!("../../../experiments/lr-batch.toml"),
@@ -44,6 +45,8 @@ pub const ENTRY: Entry = Entry {
     train,
     eval: None,
     information_plane: false,
+    claims: CLAIMS,
+    variants: &[],
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -453,4 +456,104 @@ fn summarise(
     write_atomic(&ctx.dir.join("summary.csv"), &csv_bytes(&cols, &rows)?)?;
     ctx.set_final_metrics(finals);
     Ok(())
+}
+
+// ---- The paper's claims (Granziol et al., learning rates as a function of batch size) -----
+
+use crate::claims::{self, Claim, Expect, Measured, RunFiles, Scale};
+
+const CLAIMS: &[Claim] = &[
+    Claim {
+        id: "curvature-fit",
+        statement: "the mini-batch Hessian's top eigenvalue follows λ_max(H_B) = a + c/B: smallest R² of the fit over the logged epochs (threshold 0.9 from the issue)",
+        paper: "λ_max(H_B) ≈ λ_max(H) + c/B",
+        expect: Expect::AtLeast(0.9),
+        unit: "R²",
+        scale: Scale::Both,
+        variant: None,
+        measure: curvature_fit,
+    },
+    Claim {
+        id: "sgd-best-lr-slope",
+        statement: "SGD's best learning rate scales linearly with B: log–log slope of the lowest-train-loss lr against B (1 ± 0.25 from the issue)",
+        paper: "slope 1",
+        expect: Expect::Within(0.75, 1.25),
+        unit: "slope",
+        scale: Scale::Both,
+        variant: None,
+        measure: sgd_best,
+    },
+    Claim {
+        id: "sgd-stable-lr-slope",
+        statement: "SGD's largest stable learning rate scales linearly with B: log–log slope against B (1 ± 0.25 from the issue)",
+        paper: "slope 1",
+        expect: Expect::Within(0.75, 1.25),
+        unit: "slope",
+        scale: Scale::Both,
+        variant: None,
+        measure: sgd_stable,
+    },
+    Claim {
+        id: "adam-best-lr-slope",
+        statement: "Adam's best learning rate scales with √B: log–log slope of the lowest-train-loss lr against B (0.5 ± 0.25 from the issue)",
+        paper: "slope 0.5",
+        expect: Expect::Within(0.25, 0.75),
+        unit: "slope",
+        scale: Scale::Both,
+        variant: None,
+        measure: adam_best,
+    },
+    Claim {
+        id: "adam-stable-lr-slope",
+        statement: "Adam's largest stable learning rate scales with √B: log–log slope against B (0.5 ± 0.25 from the issue)",
+        paper: "slope 0.5",
+        expect: Expect::Within(0.25, 0.75),
+        unit: "slope",
+        scale: Scale::Both,
+        variant: None,
+        measure: adam_stable,
+    },
+];
+
+fn curvature_fit(f: &RunFiles) -> Result<Measured> {
+    let t = f.csv("summary.csv")?;
+    let (fit, r2) = (t.col("fit")?, t.col("r2")?);
+    let mut worst = f64::INFINITY;
+    for r in t
+        .rows
+        .iter()
+        .filter(|r| r[fit].starts_with("lambda_max = a + c/B"))
+    {
+        worst = worst.min(t.parse(&r[r2], "r2")?);
+    }
+    if worst.is_infinite() {
+        return Ok(Measured::NotApplicable(
+            "summary.csv has no λ_max fit (hessian part off?)".into(),
+        ));
+    }
+    claims::value(worst)
+}
+
+fn slope(f: &RunFiles, what: &str, optimizer: &str) -> Result<Measured> {
+    let t = f.csv("summary.csv")?;
+    let label = format!("log {what} vs log B, {optimizer}");
+    if t.select(&[("fit", &label)])?.is_empty() {
+        return Ok(Measured::NotApplicable(format!(
+            "{optimizer} was not in the grid (grid.optimizers)"
+        )));
+    }
+    claims::value(t.number("slope", &[("fit", &label)])?)
+}
+
+fn sgd_best(f: &RunFiles) -> Result<Measured> {
+    slope(f, "best lr", "sgd")
+}
+fn sgd_stable(f: &RunFiles) -> Result<Measured> {
+    slope(f, "largest stable lr", "sgd")
+}
+fn adam_best(f: &RunFiles) -> Result<Measured> {
+    slope(f, "best lr", "adam")
+}
+fn adam_stable(f: &RunFiles) -> Result<Measured> {
+    slope(f, "largest stable lr", "adam")
 }

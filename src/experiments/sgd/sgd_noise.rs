@@ -14,10 +14,10 @@
 //! Part 2, an MLP on a parity task (even vs odd digit): test error, ‖w − w₀‖ and steps to fit
 //! over the (α, T) grid (`phase.csv`, and the `phase` heatmap figure via `stochlab plot`).
 
-use crate::experiments::children::csv_bytes;
-use crate::experiments::Entry;
 use crate::config;
 use crate::data::{self, DataConfig, Dataset};
+use crate::experiments::children::csv_bytes;
+use crate::experiments::Entry;
 use crate::nn::{Activation, Mlp};
 use crate::rng::{self, Stream};
 use crate::run::fsutil::write_atomic;
@@ -33,6 +33,7 @@ use toml::Table;
 
 pub const ENTRY: Entry = Entry {
     name: "sgd-noise",
+    family: "sgd",
     description: "SGD temperature T = lr/B vs training-set size and init scale (lazy vs feature)",
     paper: "Dissecting the Effects of SGD Noise in Distinct Regimes of Deep Learning",
     defaults: include_str!("../../../experiments/sgd-noise.toml"),
@@ -40,6 +41,8 @@ pub const ENTRY: Entry = Entry {
     train,
     eval: None,
     information_plane: false,
+    claims: CLAIMS,
+    variants: &[],
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -535,5 +538,89 @@ mod tests {
                 r.test_err
             );
         }
+    }
+}
+
+// ---- The paper's claims (Sclocchi et al., Dissecting the effects of SGD noise) -------------
+
+use crate::claims::{self, Claim, Expect, Measured, RunFiles, Scale};
+
+const CLAIMS: &[Claim] = &[
+    Claim {
+        id: "tc-power-law",
+        statement: "the critical temperature follows a power law in the training-set size: R² of log T_c against log P (threshold 0.9 from the issue)",
+        paper: "T_c ∝ P^(−a)",
+        expect: Expect::AtLeast(0.9),
+        unit: "R²",
+        scale: Scale::Both,
+        variant: None,
+        measure: tc_power_law,
+    },
+    Claim {
+        id: "non-monotonic",
+        statement: "test error over (α, T) is non-monotonic in T for some α: largest interior dip or bump of test error along T (threshold 1 point: ours, about the test-set noise)",
+        paper: "non-monotonic in T",
+        expect: Expect::AtLeast(1.0),
+        unit: "points",
+        scale: Scale::Both,
+        variant: None,
+        measure: non_monotonic,
+    },
+];
+
+fn tc_power_law(f: &RunFiles) -> Result<Measured> {
+    if f.cfg_bool("perceptron.enabled") == Some(false) {
+        return Ok(Measured::NotApplicable(
+            "the perceptron part is switched off (perceptron.enabled = false)".into(),
+        ));
+    }
+    let t = f.csv("summary.csv")?;
+    claims::value(t.number("r2", &[("quantity", "log T_c vs log P")])?)
+}
+
+/// The deepest interior extremum of a sequence: for each inner point, how far it sits below
+/// (or above) the highest (lowest) values on both sides; 0 for a monotonic sequence.
+pub fn interior_extremum(v: &[f64]) -> f64 {
+    let mut best: f64 = 0.0;
+    for i in 1..v.len().saturating_sub(1) {
+        let (l, r) = (&v[..i], &v[i + 1..]);
+        let max = |s: &[f64]| s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let min = |s: &[f64]| s.iter().copied().fold(f64::INFINITY, f64::min);
+        let dip = (max(l) - v[i]).min(max(r) - v[i]);
+        let bump = (v[i] - min(l)).min(v[i] - min(r));
+        best = best.max(dip).max(bump);
+    }
+    best
+}
+
+fn non_monotonic(f: &RunFiles) -> Result<Measured> {
+    if f.cfg_bool("mlp.enabled") == Some(false) {
+        return Ok(Measured::NotApplicable(
+            "the MLP part is switched off (mlp.enabled = false)".into(),
+        ));
+    }
+    let t = f.csv("phase.csv")?;
+    let mut best: f64 = 0.0;
+    for a in t.distinct("alpha")? {
+        let curve = claims::mean_by(&t, "T", "test_err", &[("alpha", &a)])?;
+        let errs: Vec<f64> = curve.iter().map(|p| 100.0 * p.1).collect();
+        best = best.max(interior_extremum(&errs));
+    }
+    claims::value(best)
+}
+
+#[cfg(test)]
+mod claim_tests {
+    use super::interior_extremum;
+
+    #[test]
+    fn interior_extremum_is_zero_for_monotonic_and_the_depth_of_a_dip() {
+        assert_eq!(interior_extremum(&[1.0, 2.0, 3.0]), 0.0);
+        assert_eq!(interior_extremum(&[3.0, 2.0, 2.0, 1.0]), 0.0);
+        // A dip of 2 below the smaller of its two sides.
+        assert_eq!(interior_extremum(&[5.0, 1.0, 3.0]), 2.0);
+        // A bump: 4 sits 3 above the larger of the lows on both sides.
+        assert_eq!(interior_extremum(&[1.0, 4.0, 0.0]), 3.0);
+        assert_eq!(interior_extremum(&[1.0]), 0.0);
     }
 }
