@@ -150,6 +150,18 @@ pub struct ReproduceArgs {
     /// Only (re)write the scoreboard from the jobs that have finished; run nothing.
     #[arg(long)]
     pub scoreboard: bool,
+    #[command(flatten)]
+    pub pool: PoolArgs,
+    /// local (worker processes here) or slurm (one sbatch job array per experiment).
+    #[arg(long, default_value = "local")]
+    pub backend: String,
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
+}
+
+/// The local worker pool of sweeps and reproduce.
+#[derive(Args, Debug, Clone)]
+pub struct PoolArgs {
     /// Jobs run at once on this machine.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
@@ -159,14 +171,9 @@ pub struct ReproduceArgs {
     /// Jobs sharing one GPU at a time (with --gpus).
     #[arg(long, default_value_t = 1)]
     pub jobs_per_gpu: usize,
-    /// Run again the jobs that failed in an earlier invocation.
+    /// Run again the jobs that failed in an earlier invocation (otherwise they are skipped).
     #[arg(long)]
     pub retry_failed: bool,
-    /// local (worker processes here) or slurm (one sbatch job array per experiment).
-    #[arg(long, default_value = "local")]
-    pub backend: String,
-    #[command(flatten)]
-    pub slurm: SlurmArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -300,24 +307,14 @@ pub struct SweepArgs {
     /// Sweep name (default: the file's `name`, its file name, or one derived from the command line).
     #[arg(long)]
     pub name: Option<String>,
-    /// Jobs run at once on this machine.
-    #[arg(long, default_value_t = 1)]
-    pub workers: usize,
-    /// Pin each job to one GPU (CUDA_VISIBLE_DEVICES): a list like 0,1,2 or `all`.
-    #[arg(long)]
-    pub gpus: Option<String>,
-    /// Jobs sharing one GPU at a time (with --gpus).
-    #[arg(long, default_value_t = 1)]
-    pub jobs_per_gpu: usize,
+    #[command(flatten)]
+    pub pool: PoolArgs,
     /// Stop launching jobs after the first failure.
     #[arg(long)]
     pub fail_fast: bool,
     /// Retry a failed job this many times.
     #[arg(long, default_value_t = 0)]
     pub retries: u32,
-    /// Run again the jobs that failed in an earlier invocation (otherwise they are skipped).
-    #[arg(long)]
-    pub retry_failed: bool,
     /// local (worker processes here) or slurm (an sbatch job array).
     #[arg(long, default_value = "local")]
     pub backend: String,

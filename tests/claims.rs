@@ -386,3 +386,26 @@ fn list_groups_by_family_and_prints_the_papers_table() {
         "{md}"
     );
 }
+
+#[test]
+fn the_make_run_command_prints_claims_and_its_figure() {
+    // `make run` is `ib-analyze ib-tishby --plot` at paper settings; the same at smoke size.
+    let tmp = tempfile::tempdir().unwrap();
+    let stdout = ok(&stochlab(
+        &["ib-analyze", "ib-tishby", "--plot", "--smoke"],
+        tmp.path(),
+    ));
+    assert!(
+        stdout.contains("claim ") && stdout.contains("verdict"),
+        "{stdout}"
+    );
+    let figures = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("figures: "))
+        .unwrap_or_else(|| panic!("no figures line: {stdout}"));
+    let plane = figures
+        .split(' ')
+        .find(|p| p.ends_with("information_plane.png"))
+        .unwrap_or_else(|| panic!("{figures}"));
+    assert!(Path::new(plane).is_file(), "{plane}");
+}

@@ -120,7 +120,6 @@ pub fn main(g: &GlobalOpts, args: &ReproduceArgs) -> Result<i32> {
     if sweeps.is_empty() {
         bail!("nothing to reproduce at this scale");
     }
-    let flags = crate::sweep::command::job_flags(g);
     let started = std::time::Instant::now();
     if !args.scoreboard {
         match args.backend.as_str() {
@@ -129,7 +128,7 @@ pub fn main(g: &GlobalOpts, args: &ReproduceArgs) -> Result<i32> {
                     let (script, id) = crate::sweep::slurm::submit(
                         sd,
                         &args.slurm.options(),
-                        &flags,
+                        &crate::sweep::command::job_flags(g),
                         args.slurm.dry_run,
                     )?;
                     match id {
@@ -149,23 +148,7 @@ pub fn main(g: &GlobalOpts, args: &ReproduceArgs) -> Result<i32> {
             "local" => {}
             other => bail!("--backend {other}: use local or slurm"),
         }
-        let gpus = match args.gpus.as_deref() {
-            None => vec![],
-            Some("all") => (0..tch::Cuda::device_count())
-                .map(|i| i.to_string())
-                .collect(),
-            Some(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
-        };
-        let opts = crate::sweep::LocalOptions {
-            workers: args.workers,
-            gpus,
-            jobs_per_gpu: args.jobs_per_gpu,
-            fail_fast: false,
-            retries: 0,
-            retry_failed: args.retry_failed,
-            flags,
-            quiet: g.quiet,
-        };
+        let opts = crate::sweep::command::local_options(g, &args.pool);
         let stop = crate::sweep::command::stop_flag()?;
         for (i, (t, sd)) in sweeps.iter().enumerate() {
             if !g.quiet {

@@ -3,7 +3,7 @@
 
 use super::spec::SweepSpec;
 use super::{JobStatus, SweepDir};
-use crate::cli::{GlobalOpts, SweepAction, SweepArgs};
+use crate::cli::{GlobalOpts, PoolArgs, SweepAction, SweepArgs};
 use anyhow::{anyhow, bail, Result};
 use std::path::PathBuf;
 
@@ -20,6 +20,27 @@ pub(crate) fn job_flags(g: &GlobalOpts) -> Vec<String> {
         f.push("--smoke".to_string());
     }
     f
+}
+
+/// The local pool's options from its flags (no fail-fast, no retries).
+pub(crate) fn local_options(g: &GlobalOpts, pool: &PoolArgs) -> crate::sweep::LocalOptions {
+    let gpus = match pool.gpus.as_deref() {
+        None => vec![],
+        Some("all") => (0..tch::Cuda::device_count())
+            .map(|i| i.to_string())
+            .collect(),
+        Some(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
+    };
+    crate::sweep::LocalOptions {
+        workers: pool.workers,
+        gpus,
+        jobs_per_gpu: pool.jobs_per_gpu,
+        fail_fast: false,
+        retries: 0,
+        retry_failed: pool.retry_failed,
+        flags: job_flags(g),
+        quiet: g.quiet,
+    }
 }
 
 /// SIGINT/SIGTERM set this flag; a sweep stops launching jobs and forwards SIGTERM to its
@@ -145,23 +166,9 @@ pub fn main(g: &GlobalOpts, args: SweepArgs) -> Result<i32> {
     if args.backend != "local" {
         bail!("--backend {}: use local or slurm", args.backend);
     }
-    let gpus = match args.gpus.as_deref() {
-        None => vec![],
-        Some("all") => (0..tch::Cuda::device_count())
-            .map(|i| i.to_string())
-            .collect(),
-        Some(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
-    };
-    let opts = crate::sweep::LocalOptions {
-        workers: args.workers,
-        gpus,
-        jobs_per_gpu: args.jobs_per_gpu,
-        fail_fast: args.fail_fast,
-        retries: args.retries,
-        retry_failed: args.retry_failed,
-        flags: job_flags(g),
-        quiet: g.quiet,
-    };
+    let mut opts = local_options(g, &args.pool);
+    opts.fail_fast = args.fail_fast;
+    opts.retries = args.retries;
     let outcome = crate::sweep::run_local(&sd, &opts, stop_flag()?)?;
     print!("{}", sd.status_report()?);
     println!("{}", sd.dir.join("jobs.csv").display());
