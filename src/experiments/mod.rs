@@ -98,6 +98,19 @@ pub fn find(name: &str) -> Result<&'static Entry> {
     if let Some(e) = REGISTRY.iter().find(|e| e.name == name) {
         return Ok(e);
     }
+    if crate::config::builtin(name).is_some() {
+        if let Some(e) = REGISTRY
+            .iter()
+            .filter(|e| name.starts_with(e.name))
+            .max_by_key(|e| e.name.len())
+        {
+            bail!(
+                "`{name}` is a config of `{}`: stochlab train {} --config {name} (or stochlab reproduce {name})",
+                e.name,
+                e.name
+            );
+        }
+    }
     let names: Vec<&str> = REGISTRY.iter().map(|e| e.name).collect();
     match crate::config::closest(name, names.iter().copied()) {
         Some(c) => bail!("unknown experiment `{name}`: did you mean `{c}`? (see `stochlab list`)"),
@@ -177,6 +190,8 @@ mod tests {
                 e.family
             );
         }
+        let e = find("ib-tishby-relu").err().unwrap().to_string();
+        assert!(e.contains("--config ib-tishby-relu"), "{e}");
         assert!(find("clasifier")
             .err()
             .unwrap()
