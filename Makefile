@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := source scripts/torch-env.sh &&
 BIN := target/release/stochlab
 
-.PHONY: setup build run install test test-slurm lint bench-ib bench-mi data data-mnist data-fashion-mnist data-sklearn data-mnist5k bench gpu-check clean
+.PHONY: setup build run install test test-slurm lint bench-ib bench-mi bench-curvature data data-mnist data-fashion-mnist data-sklearn data-mnist5k bench gpu-check clean
 
 ## setup: make libtorch 2.11.0 available (cached in ~/.cache/stochlab, shared by clones)
 setup:
@@ -55,16 +55,14 @@ data:
 data-mnist data-fashion-mnist data-sklearn data-mnist5k:
 	scripts/fetch-data.sh $(@:data-%=%)
 
-## bench: speed against Python PyTorch references, measured in the same run
+## bench: every speed benchmark against its Python reference (measured in the same run); one summary
+## table at the end, rows appended to results/bench/history.csv, non-zero exit if one is below target
 bench: build
-	$(ENV) python3 bench/classifier_step.py --compare --bin $(BIN)
-	$(ENV) python3 bench/adam_step.py --compare --bin $(BIN)
-	$(ENV) python3 bench/hessian_power.py --compare --bin $(BIN)
-	bash bench/sweep_overhead.sh
-	@if [ -f "$${STOCHLAB_DATA:-data}/mnist/train-images-idx3-ubyte" ]; then \
-	  $(ENV) python3 bench/data_epoch.py --compare --bin $(BIN); \
-	else echo "bench: skipping data-epoch (needs MNIST: make data-mnist)"; fi
-	$(MAKE) --no-print-directory bench-mi
+	$(ENV) python3 bench/run_all.py --bin $(BIN)
+
+## bench-curvature: top Hessian eigenvalue, Lanczos vs PyHessian at equal accuracy (pip-installs pyhessian into the cached venv)
+bench-curvature: build
+	$(ENV) python3 bench/run_all.py --bin $(BIN) --only curvature
 
 ## bench-mi: KSG mutual information vs the npeet-plus package (installed into the cached venv)
 bench-mi: build

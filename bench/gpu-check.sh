@@ -73,5 +73,27 @@ with open(out, "w", newline="") as f:
 print(f"gpu-check: {sum(r[5] == 'ok' for r in rows)} metrics agree, {bad} problems -> {out}")
 sys.exit(1 if bad else 0)
 PY
+# Curvature of the CPU classifier run on both devices: the same checkpoint, batch and start
+# vectors (drawn on the CPU), so the top eigenvalues and the trace must agree to LOSS_RTOL.
+run=$(ls -d "$results"/cpu/classifier/*/ 2>/dev/null | head -n 1)
+if [ -n "$run" ]; then
+  for dev in cpu cuda; do
+    "$BIN" curvature "$run" --device "$dev" --what top-k,trace --k 3 --tol 1e-6 --batch 128 >"$results/curv-$dev.log" 2>&1 \
+      || { echo "FAIL curvature on $dev: $(tail -n 1 "$results/curv-$dev.log")"; status=1; }
+  done
+  python3 - "$run/curvature.csv" "$LOSS_RTOL" <<'PY' || status=1
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+half = len(rows) // 2
+bad = 0
+for a, b in zip(rows[:half], rows[half:]):  # the cpu rows, then the cuda rows
+    x, y = float(a["value"]), float(b["value"])
+    tol = float(sys.argv[2]) * max(abs(x), 1e-12) + (4 * float(a["error"]) if a["quantity"] == "trace" else 0)
+    ok = abs(x - y) <= tol
+    bad += not ok
+    print(f"{'ok ' if ok else 'BAD'} curvature {a['quantity']} {a['index']:3} cpu={x:<12.6g} cuda={y:<12.6g}")
+sys.exit(1 if bad else 0)
+PY
+fi
 rm -rf "$results"
 exit $status

@@ -19,10 +19,14 @@ start=$(date +%s%N)
 "$BIN" sweep classifier --smoke -q --results "$tmp/sweep" --workers 2 --name overhead \
   "optim.lr=$(IFS=,; echo "${lrs[*]}")" seed=0..3 >/dev/null
 sweep=$(( ($(date +%s%N) - start) / 1000000 ))
-python3 - "$plain" "$sweep" <<'PY'
+python3 - "$plain" "$sweep" "$(dirname "$0")" <<'PY'
 import sys
+sys.path.insert(0, sys.argv[3])
+from common import record
 plain, sweep = int(sys.argv[1]) / 1000, int(sys.argv[2]) / 1000
 ratio = sweep / (plain / 2)
 print(f"sweep overhead: 32 smoke jobs one by one {plain:.1f} s (half: {plain / 2:.1f} s); "
       f"sweep --workers 2 {sweep:.1f} s -> {ratio:.2f}x of half (target <= 1.25x) {'PASS' if ratio <= 1.25 else 'ABOVE TARGET'}")
+record("sweep overhead: 32 smoke jobs, --workers 2 vs half their own times", sweep, plain / 2, "s", ratio, 1.25,
+       higher_is_better=False)
 PY

@@ -44,6 +44,7 @@ pub fn main(cli: Cli) -> Result<i32> {
             action: DataAction::List,
         } => data_list(&g),
         Command::Mi(args) => crate::info::command::main(&g, &args),
+        Command::Curvature(args) => crate::train::curvature::main(&g, &args),
         Command::Bench(args) => bench(&g, args),
         Command::Completions { shell } => {
             clap_complete::generate(

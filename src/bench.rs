@@ -20,8 +20,9 @@ pub fn run(args: &BenchArgs, device: Device, data_dir: &Path) -> Result<String> 
         "adam-step" => adam_step(args, device),
         "ksg" => ksg(args, device),
         "hessian" => hessian(args, device),
+        "curvature" => curvature(args, device),
         other => {
-            bail!("unknown benchmark `{other}`; available: classifier-step, data-epoch, adam-step, ksg, hessian")
+            bail!("unknown benchmark `{other}`; available: classifier-step, data-epoch, adam-step, ksg, hessian, curvature")
         }
     }
 }
@@ -64,6 +65,91 @@ fn hessian(args: &BenchArgs, device: Device) -> Result<String> {
         "iterations": args.steps,
         "seconds": times[times.len() / 2],
         "lambda_max": value,
+        "threads": tch::get_num_threads(),
+    })
+    .to_string())
+}
+
+/// Seconds, Hessian-vector products and value for the top Hessian eigenvalue of the MNIST MLP
+/// (784-256-256-10, ReLU) at the weights and batch of `--input` (an .npz written by
+/// `bench/hessian_top.py`: fc0.weight … fc2.bias, x, y), by Lanczos to relative tolerance
+/// `--tol` (at most `--steps` products), timed from building the first gradients' graph;
+/// median of 3 timed repeats after one warm-up, each from its own random start. Also a tight
+/// solve (tolerance 1e-6) as the accurate value both sides are judged against.
+fn curvature(args: &BenchArgs, device: Device) -> Result<String> {
+    use crate::train::hessian::Hessian;
+    use crate::train::spectrum::lanczos_top_k;
+    let Some(path) = &args.input else {
+        bail!("bench curvature needs --input PROBLEM.npz (written by bench/hessian_top.py)");
+    };
+    let (mut x, mut y, mut weights) = (None, None, vec![]);
+    for (name, t) in
+        Tensor::read_npz(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?
+    {
+        match name.as_str() {
+            "x" => x = Some(t.to_device(device)),
+            "y" => y = Some(t.to_kind(Kind::Int64).to_device(device)),
+            _ => weights.push((name, t.to_device(device))),
+        }
+    }
+    let (Some(x), Some(y)) = (x, y) else {
+        bail!("{} has no `x` and `y` arrays", path.display());
+    };
+    let vs = VarStore::new(device);
+    let model = Mlp::new(&vs.root(), 784, &[256, 256], 10, Activation::Relu, 0.0);
+    crate::run::checkpoint::copy_into(&vs.variables(), weights, &path.display().to_string())?;
+    let params: Vec<Tensor> = crate::optim::trainable(&vs)
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    let hessian = || {
+        let loss = tch::nn::ModuleT::forward_t(&model, &x, false).cross_entropy_for_logits(&y);
+        Hessian::new(
+            params.iter().map(Tensor::shallow_clone).collect(),
+            vec![(loss, 1.0)],
+        )
+    };
+    let (mut times, mut products, mut values) = (vec![], vec![], vec![]);
+    for i in 0..4 {
+        tch::manual_seed(i);
+        let start = Instant::now();
+        let top = lanczos_top_k(&hessian(), 1, args.tol, args.steps);
+        if let Device::Cuda(_) = device {
+            tch::Cuda::synchronize(0);
+        }
+        if i > 0 {
+            times.push(start.elapsed().as_secs_f64());
+            products.push(top.products as f64);
+            values.push(top.values[0]);
+        }
+    }
+    tch::manual_seed(100);
+    let tight = lanczos_top_k(&hessian(), 3, 1e-6, 300);
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let worst = values
+        .iter()
+        .map(|v| ((v - tight.values[0]) / tight.values[0]).abs())
+        .fold(0.0, f64::max);
+    Ok(serde_json::json!({
+        "bench": "curvature",
+        "impl": "stochlab",
+        "device": crate::device::name(device),
+        "batch_size": x.size()[0],
+        "tol": args.tol,
+        "seconds": median(&times),
+        "products": median(&products),
+        "lambda_max": median(&values),
+        "max_rel_error": worst,
+        "lambda_tight": tight.values[0],
+        "tight_products": tight.products,
+        "tight_top3": tight.values,
+        "values": values,
+        "tight_top3": tight.values,
+        "values": values,
         "threads": tch::get_num_threads(),
     })
     .to_string())

@@ -94,6 +94,10 @@ pub enum Command {
     /// Mutual information between column groups of your own CSV (e.g. dumped activations):
     /// stochlab mi acts.csv --x 'h*' --y label --estimator ksg --k 5 --bootstrap 200.
     Mi(Box<MiArgs>),
+    /// Curvature of a finished classifier-style run's training loss (Hessian or Gauss–Newton,
+    /// one batch or the full set): top-k eigenvalues (Lanczos), trace (Hutchinson), spectral
+    /// density (SLQ); appends to curvature.csv (and density.csv) in the run directory.
+    Curvature(Box<CurvatureArgs>),
     /// Micro-benchmarks used by `make bench` (prints one JSON line).
     Bench(BenchArgs),
     /// Print shell completions: stochlab completions bash > /etc/bash_completion.d/stochlab.
@@ -372,4 +376,61 @@ pub struct BenchArgs {
     pub dx: usize,
     #[arg(long, default_value_t = 3)]
     pub k: usize,
+    /// `curvature`: relative tolerance on the top eigenvalue.
+    #[arg(long, default_value_t = 1e-3)]
+    pub tol: f64,
+}
+
+#[derive(Args, Debug)]
+pub struct CurvatureArgs {
+    /// A run directory whose config has [data] and [model] tables (e.g. a `classifier` run).
+    pub run_dir: PathBuf,
+    /// Checkpoint: an epoch number or a tag under checkpoints/ (default: the latest).
+    #[arg(long)]
+    pub checkpoint: Option<String>,
+    /// Training rows: a fixed random batch of B rows drawn from --seed (default the run's), or
+    /// 0 for the full training set.
+    #[arg(long, default_value_t = 0)]
+    pub batch: i64,
+    #[arg(long, value_enum, default_value = "hessian")]
+    pub matrix: crate::train::curvature::Matrix,
+    /// What to compute, comma-separated: top-k, trace, density.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "top-k")]
+    pub what: Vec<crate::train::curvature::What>,
+    /// top-k: how many eigenvalues.
+    #[arg(long, default_value_t = 5)]
+    pub k: usize,
+    #[arg(long, value_enum, default_value = "lanczos")]
+    pub method: crate::train::curvature::Method,
+    /// top-k: relative tolerance (Lanczos: Ritz residual <= tol*|λ|; power: change of λ).
+    #[arg(long, default_value_t = 1e-3)]
+    pub tol: f64,
+    /// top-k: most products (Lanczos steps; per eigenvalue for power iteration).
+    #[arg(long, default_value_t = 200)]
+    pub max_iter: usize,
+    /// trace: stop when the standard error is at most this fraction of the estimate.
+    #[arg(long, default_value_t = 0.05)]
+    pub rel_err: f64,
+    /// trace: most probes.
+    #[arg(long, default_value_t = 1000)]
+    pub max_probes: usize,
+    /// density: SLQ probes.
+    #[arg(long, default_value_t = 10)]
+    pub probes: usize,
+    /// density: Lanczos steps per probe.
+    #[arg(long, default_value_t = 80)]
+    pub steps: usize,
+    /// density: Gaussian broadening (standard deviation; 0 = 1% of the spectrum's span).
+    #[arg(long, default_value_t = 0.0)]
+    pub sigma: f64,
+    /// density: grid points in density.csv.
+    #[arg(long, default_value_t = 400)]
+    pub points: usize,
+    /// Rows per forward pass (memory only; results do not depend on it beyond rounding).
+    #[arg(long, default_value_t = 2048)]
+    pub chunk: i64,
+    /// top-k: also write the eigenvectors (eigenvectors-*.safetensors, one tensor per
+    /// parameter and vector).
+    #[arg(long)]
+    pub vectors: bool,
 }

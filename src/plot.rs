@@ -1,7 +1,10 @@
 //! `stochlab plot <run-dir>`: figures from a run's CSVs, as SVG and PNG. Information-plane
 //! runs get `information_plane` (I(T;Y) against I(X;T), one line per layer, points coloured by
 //! epoch, mean over seeds) and `snr` (gradient mean and std per layer against epoch, log axes);
-//! every run with per-epoch metrics gets `curves` (losses and accuracies against epoch).
+//! every run with per-epoch metrics gets `curves` (losses and accuracies against epoch);
+//! `stochlab curvature` output gets `density` (the SLQ eigenvalue density, log scale, one line
+//! per checkpoint/matrix/batch) and the `train.sharpness` hook `sharpness` (λ_max against step,
+//! with 2/η when it is in range).
 
 use anyhow::{anyhow, bail, Context, Result};
 use plotters::prelude::*;
@@ -125,6 +128,12 @@ pub fn plot(run_dir: &Path) -> Result<Vec<PathBuf>> {
     }
     if let Some(phase) = &rows_of("phase.csv")? {
         figure!("phase", (800, 650), heatmap, phase);
+    }
+    if let Some(density) = &rows_of(crate::train::curvature::DENSITY_CSV)? {
+        figure!("density", (900, 650), spectral_density, density);
+    }
+    if let Some(sharp) = &rows_of(crate::train::curvature::SHARPNESS_CSV)? {
+        figure!("sharpness", (900, 600), sharpness, sharp);
     }
     if made.is_empty() {
         bail!("{} has nothing to plot yet", run_dir.display());
@@ -536,6 +545,138 @@ fn curves<DB: DrawingBackend>(
                 .map_err(err)?;
         }
     }
+    area.present().map_err(err)?;
+    Ok(())
+}
+
+/// The SLQ eigenvalue density (density.csv), log y, one line per (epoch, matrix, batch, seed).
+fn spectral_density<DB: DrawingBackend>(
+    area: DrawingArea<DB, plotters::coord::Shift>,
+    csv: &Csv,
+) -> Result<()> {
+    let (cl, cd) = (csv.col("lambda")?, csv.col("density")?);
+    let key_cols = ["checkpoint_epoch", "matrix", "batch", "seed"]
+        .iter()
+        .map(|c| csv.col(c))
+        .collect::<Result<Vec<_>>>()?;
+    let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for r in &csv.rows {
+        let key = format!(
+            "epoch {}, {}, {} rows, seed {}",
+            r[key_cols[0]], r[key_cols[1]], r[key_cols[2]], r[key_cols[3]]
+        );
+        series
+            .entry(key)
+            .or_default()
+            .push((r[cl].parse()?, r[cd].parse()?));
+    }
+    let pts = series.values().flatten();
+    let (xlo, xhi) = pts
+        .clone()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| {
+            (l.min(p.0), h.max(p.0))
+        });
+    let ymax = pts.map(|p| p.1).fold(0.0, f64::max).max(1e-300);
+    let ymin = ymax * 1e-8;
+    area.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&area)
+        .caption("Eigenvalue density (SLQ)", ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(xlo..xhi.max(xlo + 1e-12), (ymin..ymax * 2.0).log_scale())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("eigenvalue λ")
+        .y_desc("density")
+        .draw()
+        .map_err(err)?;
+    for (i, (name, pts)) in series.iter().enumerate() {
+        let colour = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(
+                pts.iter().map(|&(x, y)| (x, y.max(ymin))),
+                colour.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label(name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    area.present().map_err(err)?;
+    Ok(())
+}
+
+/// λ_max against step (sharpness.csv), and 2/η (from its `lr` column) where it is in range.
+fn sharpness<DB: DrawingBackend>(
+    area: DrawingArea<DB, plotters::coord::Shift>,
+    csv: &Csv,
+) -> Result<()> {
+    let (cs, cl, clr) = (csv.col("step")?, csv.col("lambda_max")?, csv.col("lr")?);
+    let mut pts = vec![];
+    let mut edge = vec![];
+    for r in &csv.rows {
+        let step: f64 = r[cs].parse()?;
+        pts.push((step, r[cl].parse::<f64>()?));
+        let lr: f64 = r[clr].parse()?;
+        if lr > 0.0 {
+            edge.push((step, 2.0 / lr));
+        }
+    }
+    let top = pts.iter().map(|p| p.1).fold(0.0, f64::max);
+    let show_edge = edge.iter().all(|p| p.1 <= 3.0 * top) && !edge.is_empty();
+    let ymax = if show_edge {
+        edge.iter().map(|p| p.1).fold(top, f64::max)
+    } else {
+        top
+    } * 1.1
+        + 1e-12;
+    let ymin = pts.iter().map(|p| p.1).fold(0.0, f64::min);
+    let xmax = pts.iter().map(|p| p.0).fold(1.0, f64::max);
+    area.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&area)
+        .caption(
+            "Sharpness: top Hessian eigenvalue during training",
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(65)
+        .build_cartesian_2d(0.0..xmax, ymin..ymax)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .y_desc("λ_max")
+        .draw()
+        .map_err(err)?;
+    let colour = Palette99::pick(0).to_rgba();
+    chart
+        .draw_series(LineSeries::new(pts.iter().copied(), colour.stroke_width(2)))
+        .map_err(err)?
+        .label("λ_max")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+    if show_edge {
+        chart
+            .draw_series(LineSeries::new(edge.iter().copied(), BLACK.stroke_width(1)))
+            .map_err(err)?
+            .label("2/η")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(1)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
     area.present().map_err(err)?;
     Ok(())
 }

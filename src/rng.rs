@@ -10,6 +10,8 @@ pub enum Stream {
     Init = 2,
     Shuffle = 3,
     Step = 4,
+    /// Curvature probes, start vectors and measurement batches.
+    Probe = 5,
 }
 
 /// splitmix64 finaliser: well-mixed 64-bit outputs from structured inputs.

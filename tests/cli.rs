@@ -1315,3 +1315,189 @@ fn gradient_estimator_experiments_run_end_to_end_at_smoke_size() {
     assert!(peak("tp-l2") < peak("backprop"));
     assert_eq!(csv_maps(&tp.join("depth.csv")).len(), 2 * 5);
 }
+
+/// The curvature subcommand on a finished classifier run: top-k by Lanczos and by power
+/// iteration agree, the trace and the SLQ density are written, results append, bad input is
+/// one clear line with nothing lost, and `plot` draws the density.
+#[test]
+fn curvature_of_a_finished_run_appends_rows_and_plots_the_density() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(
+        &["train", "classifier", "--smoke", "--device", "cpu", "-q"],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = only_run(tmp.path());
+    let curv = |extra: &[&str]| {
+        let out = bin()
+            .arg("curvature")
+            .arg(&dir)
+            .args(["--device", "cpu"])
+            .args(extra)
+            .output()
+            .unwrap();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+    let (ok, stdout, stderr) = curv(&[
+        "--what",
+        "top-k,trace,density",
+        "--k",
+        "2",
+        "--tol",
+        "1e-5",
+        "--steps",
+        "20",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("top-2 eigenvalues (lanczos"), "{stdout}");
+    let (ok, _, stderr) = curv(&[
+        "--method",
+        "power",
+        "--k",
+        "1",
+        "--tol",
+        "1e-7",
+        "--max-iter",
+        "3000",
+    ]);
+    assert!(ok, "{stderr}");
+    let rows = csv_maps(&dir.join("curvature.csv"));
+    let value = |method: &str, quantity: &str, index: &str| -> f64 {
+        rows.iter()
+            .find(|r| r["method"] == method && r["quantity"] == quantity && r["index"] == index)
+            .unwrap_or_else(|| panic!("no {method} {quantity} {index} in {rows:?}"))["value"]
+            .parse()
+            .unwrap()
+    };
+    let (lanczos, power) = (
+        value("lanczos", "eigenvalue", "1"),
+        value("power", "eigenvalue", "1"),
+    );
+    assert!(
+        lanczos > 0.0 && (lanczos - power).abs() <= 1e-3 * lanczos,
+        "{lanczos} vs {power}"
+    );
+    assert!(value("lanczos", "eigenvalue", "2") <= lanczos);
+    // The SLQ trace and Hutchinson's estimate the same number.
+    let hutch = rows.iter().find(|r| r["method"] == "hutchinson").unwrap();
+    let slq = rows
+        .iter()
+        .find(|r| r["method"] == "slq" && r["quantity"] == "trace")
+        .unwrap();
+    let (t1, e1): (f64, f64) = (
+        hutch["value"].parse().unwrap(),
+        hutch["error"].parse().unwrap(),
+    );
+    let (t2, e2): (f64, f64) = (slq["value"].parse().unwrap(), slq["error"].parse().unwrap());
+    assert!(
+        (t1 - t2).abs() <= 4.0 * (e1 * e1 + e2 * e2).sqrt(),
+        "{t1} ± {e1} vs {t2} ± {e2}"
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r["checkpoint_epoch"] == "3" && r["batch"] == "256"));
+    let density = csv_maps(&dir.join("density.csv"));
+    assert_eq!(density.len(), 400);
+    assert!(density
+        .iter()
+        .all(|r| r["density"].parse::<f64>().unwrap() >= 0.0));
+
+    // Mistakes: one line, non-zero exit, curvature.csv untouched.
+    let before = read(&dir.join("curvature.csv"));
+    for (args, says) in [
+        (vec!["--batch", "100000"], "larger than the training set"),
+        (vec!["--checkpoint", "7"], "no checkpoint `7`"),
+        (vec!["--tol", "0"], "--tol > 0"),
+    ] {
+        let (ok, _, stderr) = curv(&args);
+        assert!(
+            !ok && stderr.contains(says) && stderr.trim().lines().count() == 1,
+            "{args:?}: {stderr}"
+        );
+    }
+    assert_eq!(read(&dir.join("curvature.csv")), before);
+    // A mini-batch Gauss–Newton matrix, from the checkpoint named by its epoch: appended.
+    let (ok, _, stderr) = curv(&[
+        "--matrix",
+        "gauss-newton",
+        "--batch",
+        "64",
+        "--checkpoint",
+        "3",
+        "--k",
+        "1",
+    ]);
+    assert!(ok, "{stderr}");
+    let rows = csv_maps(&dir.join("curvature.csv"));
+    assert!(read(&dir.join("curvature.csv")).starts_with(&before));
+    let gn = rows.iter().find(|r| r["matrix"] == "gauss-newton").unwrap();
+    assert_eq!(gn["batch"], "64");
+    assert!(gn["value"].parse::<f64>().unwrap() > 0.0);
+    assert_plots(&dir, &["density.svg", "density.png"]);
+
+    // A run whose config is not a classifier's.
+    let other = tmp.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    for f in ["run.json", "config.toml"] {
+        std::fs::copy(dir.join(f), other.join(f)).unwrap();
+    }
+    let cfg = read(&other.join("config.toml")).replace("[model]", "[network]");
+    std::fs::write(other.join("config.toml"), cfg).unwrap();
+    let out = bin()
+        .arg("curvature")
+        .arg(&other)
+        .args(["--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("has no [model] table"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// The sharpness hook: a row before the first step and every N steps, the per-epoch column,
+/// and a run stopped by SIGTERM and resumed writes the same sharpness.csv and metrics.csv as
+/// one that was not.
+#[test]
+fn sharpness_hook_measures_every_n_steps_and_resumes_identically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args: Vec<&str> = LONG
+        .iter()
+        .copied()
+        .chain(["train.sharpness.every=250", "train.sharpness.batch=200"])
+        .collect();
+    let out = run(&args, &tmp.path().join("a"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let a = only_run(&tmp.path().join("a"));
+    let sharp = csv_maps(&a.join("sharpness.csv"));
+    // 40000 rows of batch 64: 625 steps an epoch, 3750 in 6 epochs -> steps 0, 250, ..., 3750.
+    assert_eq!(sharp.len(), 16);
+    assert_eq!(sharp[0]["step"], "0");
+    assert_eq!(sharp[15]["step"], "3750");
+    assert!(sharp
+        .iter()
+        .all(|r| r["converged"] == "true" && r["lambda_max"].parse::<f64>().unwrap() > 0.0));
+    let metrics = csv_maps(&a.join("metrics.csv"));
+    // Epoch 2 ends at step 1250, where a measurement was taken.
+    assert_eq!(metrics[1]["sharpness"], sharp[5]["lambda_max"]);
+
+    let results = tmp.path().join("b");
+    let status = signal_after(&args, &results, "epoch 1/6", 0, "-TERM");
+    assert_eq!(status.code(), Some(128 + 15));
+    let b = only_run(&results);
+    let out = bin()
+        .args(["train", "--resume"])
+        .arg(&b)
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        read(&b.join("sharpness.csv")),
+        read(&a.join("sharpness.csv"))
+    );
+    assert_eq!(read(&b.join("metrics.csv")), read(&a.join("metrics.csv")));
+    assert_plots(&b, &["sharpness.svg", "sharpness.png"]);
+}

@@ -1,8 +1,61 @@
-//! Curvature of a loss: Hessian-vector products by double backward (no Hessian is formed) and
-//! the top eigenvalue by power iteration. The Hessian can be of one mini-batch (H_B) or of the
-//! full training set, given as chunks whose losses are averaged with their weights.
+//! Curvature of a loss as linear operators on the parameters, never formed as matrices: the
+//! Hessian by double backward (Hessian-vector products), and the Gauss–Newton matrix JᵀH_L J
+//! of a cross-entropy classifier (a Jacobian-vector product by the double-backward trick, the
+//! closed-form softmax Hessian, then a vector-Jacobian product). Either can be of one
+//! mini-batch or of the full training set, given as chunks whose losses are averaged with their
+//! weights. The spectral methods over these operators (Lanczos, Hutchinson, SLQ) are in
+//! `spectrum.rs`.
 
 use tch::{Kind, Tensor};
+
+/// A symmetric linear operator on the parameters (a list of tensors shaped like them).
+pub trait Operator {
+    /// The parameters the operator acts on (their shapes, kind and device).
+    fn params(&self) -> &[Tensor];
+    /// A v.
+    fn apply(&self, v: &[Tensor]) -> Vec<Tensor>;
+}
+
+/// The parameters' shapes, to move between a list of tensors and one flat vector (what the
+/// spectral methods work on).
+pub struct Layout {
+    shapes: Vec<Vec<i64>>,
+    sizes: Vec<i64>,
+    pub kind: Kind,
+    pub device: tch::Device,
+}
+
+impl Layout {
+    pub fn of(params: &[Tensor]) -> Layout {
+        let first = params.first().expect("at least one parameter");
+        Layout {
+            shapes: params.iter().map(Tensor::size).collect(),
+            sizes: params.iter().map(Tensor::numel).map(|n| n as i64).collect(),
+            kind: first.kind(),
+            device: first.device(),
+        }
+    }
+    /// Number of parameters.
+    pub fn dim(&self) -> i64 {
+        self.sizes.iter().sum()
+    }
+    pub fn flatten(&self, v: &[Tensor]) -> Tensor {
+        let flat: Vec<Tensor> = v.iter().map(|t| t.reshape([-1])).collect();
+        Tensor::cat(&flat, 0)
+    }
+    pub fn split(&self, flat: &Tensor) -> Vec<Tensor> {
+        flat.split_with_sizes(&self.sizes, 0)
+            .into_iter()
+            .zip(&self.shapes)
+            .map(|(t, s)| t.view(s.as_slice()))
+            .collect()
+    }
+}
+
+/// A v for flat vectors.
+pub fn apply_flat(op: &dyn Operator, layout: &Layout, v: &Tensor) -> Tensor {
+    layout.flatten(&op.apply(&layout.split(v)))
+}
 
 /// The Hessian of Σ_c w_c L_c with respect to `params`, ready for products: the first
 /// gradients are built once with their graph, each product differentiates ⟨g, v⟩ again.
@@ -30,6 +83,23 @@ fn dot(a: &[Tensor], b: &[Tensor]) -> Tensor {
         .expect("at least one parameter")
 }
 
+/// Σ_c w_c · (product of chunk c), the weighted sum over chunks.
+fn weighted_sum(parts: impl Iterator<Item = (Vec<Tensor>, f64)>) -> Vec<Tensor> {
+    let mut out: Option<Vec<Tensor>> = None;
+    for (part, w) in parts {
+        let part: Vec<Tensor> = if w == 1.0 {
+            part
+        } else {
+            part.into_iter().map(|t| t * w).collect()
+        };
+        out = Some(match out {
+            None => part,
+            Some(acc) => acc.into_iter().zip(part).map(|(a, t)| a + t).collect(),
+        });
+    }
+    out.expect("at least one chunk")
+}
+
 impl Hessian {
     /// `losses`: scalar losses built from `params` (with graph), each with its weight.
     pub fn new(params: Vec<Tensor>, losses: Vec<(Tensor, f64)>) -> Hessian {
@@ -40,66 +110,93 @@ impl Hessian {
         Hessian { params, grads }
     }
 
-    /// H v.
-    pub fn apply(&self, v: &[Tensor]) -> Vec<Tensor> {
-        let mut out: Option<Vec<Tensor>> = None;
-        for (g, w) in &self.grads {
-            let hv = Tensor::run_backward(&[dot(g, v)], &self.params, true, false);
-            let hv: Vec<Tensor> = if *w == 1.0 {
-                hv
-            } else {
-                hv.into_iter().map(|t| t * *w).collect()
-            };
-            out = Some(match out {
-                None => hv,
-                Some(acc) => acc.into_iter().zip(hv).map(|(a, t)| a + t).collect(),
-            });
-        }
-        out.expect("at least one chunk")
-    }
-
     /// The eigenvalue of largest magnitude, by power iteration from a random start (drawn on
     /// the CPU from the global generator, so CPU and CUDA start alike). Stops when successive
     /// Rayleigh quotients differ by at most `tol`·|λ|, or after `max_iter` products (a negative
     /// `tol` always runs `max_iter`).
     pub fn top_eigenvalue(&self, max_iter: usize, tol: f64) -> Eigen {
-        let mut v: Vec<Tensor> = self
-            .params
-            .iter()
-            .map(|p| {
-                Tensor::randn(p.size(), (Kind::Float, tch::Device::Cpu))
-                    .to_kind(p.kind())
-                    .to_device(p.device())
-            })
-            .collect();
-        normalise(&mut v);
-        let mut last = f64::NAN;
-        for i in 1..=max_iter.max(1) {
-            let hv = self.apply(&v);
-            let value = dot(&v, &hv).double_value(&[]);
-            v = hv;
-            normalise(&mut v);
-            if (value - last).abs() <= tol * value.abs() {
-                return Eigen {
-                    value,
-                    iterations: i,
-                    converged: true,
-                };
-            }
-            last = value;
-        }
+        let top = super::spectrum::power_top_k(self, 1, tol, max_iter);
         Eigen {
-            value: last,
-            iterations: max_iter.max(1),
-            converged: false,
+            value: top.values[0],
+            iterations: top.products,
+            converged: top.converged,
         }
     }
 }
 
-fn normalise(v: &mut [Tensor]) {
-    let norm = dot(v, v).sqrt().clamp_min(1e-30);
-    for t in v.iter_mut() {
-        *t = &*t / &norm;
+impl Operator for Hessian {
+    fn params(&self) -> &[Tensor] {
+        &self.params
+    }
+    fn apply(&self, v: &[Tensor]) -> Vec<Tensor> {
+        weighted_sum(self.grads.iter().map(|(g, w)| {
+            let hv = Tensor::run_backward(&[dot(g, v)], &self.params, true, false);
+            (hv, *w)
+        }))
+    }
+}
+
+/// The Gauss–Newton matrix G = Σ_c w_c J_cᵀ H_c J_c of a mean cross-entropy over logits, where
+/// J_c is the Jacobian of chunk c's logits with respect to the parameters and H_c the Hessian
+/// of the loss in the logits (per row (diag p − p pᵀ)/rows, p the softmax). Positive
+/// semi-definite; equal to the Hessian when the logits are linear in the parameters.
+pub struct GaussNewton {
+    params: Vec<Tensor>,
+    chunks: Vec<GnChunk>,
+}
+
+struct GnChunk {
+    /// rows × classes, with graph.
+    logits: Tensor,
+    /// A dummy cotangent: Jᵀu is built once with its graph, and J v = ∂⟨Jᵀu, v⟩/∂u.
+    u: Tensor,
+    jt_u: Vec<Tensor>,
+    /// Softmax of the logits, detached.
+    probs: Tensor,
+    /// w_c / rows.
+    scale: f64,
+}
+
+impl GaussNewton {
+    /// `chunks`: the logits of each chunk (built from `params` with graph) and its weight.
+    pub fn new(params: Vec<Tensor>, chunks: Vec<(Tensor, f64)>) -> GaussNewton {
+        let chunks = chunks
+            .into_iter()
+            .map(|(logits, w)| {
+                let kind = logits.kind();
+                let u = logits.zeros_like().detach().set_requires_grad(true);
+                let jt_u = Tensor::run_backward(&[(&logits * &u).sum(kind)], &params, true, true);
+                let probs = logits.detach().softmax(-1, kind);
+                let rows = logits.size()[0].max(1) as f64;
+                GnChunk {
+                    logits,
+                    u,
+                    jt_u,
+                    probs,
+                    scale: w / rows,
+                }
+            })
+            .collect();
+        GaussNewton { params, chunks }
+    }
+}
+
+impl Operator for GaussNewton {
+    fn params(&self) -> &[Tensor] {
+        &self.params
+    }
+    fn apply(&self, v: &[Tensor]) -> Vec<Tensor> {
+        weighted_sum(self.chunks.iter().map(|c| {
+            let jv = Tensor::run_backward(&[dot(&c.jt_u, v)], &[&c.u], true, false)
+                .pop()
+                .expect("one input");
+            let pj = &c.probs * &jv;
+            let h_jv = &pj - &c.probs * pj.sum_dim_intlist(-1, true, pj.kind());
+            let kind = c.logits.kind();
+            let g =
+                Tensor::run_backward(&[(&c.logits * &h_jv).sum(kind)], &self.params, true, false);
+            (g, c.scale)
+        }))
     }
 }
 

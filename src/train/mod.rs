@@ -5,8 +5,10 @@
 //! Host syncs: none inside the step loop. Per-step losses and correct counts stay on the
 //! device and are read once at the end of the epoch.
 
+pub mod curvature;
 pub mod distance;
 pub mod hessian;
+pub mod spectrum;
 
 use crate::data::{Dataset, Split};
 use crate::optim::{Optimizer, ScheduleConfig};
@@ -38,6 +40,8 @@ pub struct TrainConfig {
     pub keep_checkpoints: usize,
     /// Log ‖w − w_0‖ per layer (`dist_<layer>` columns) and in total (`dist_total`).
     pub distance_from_init: bool,
+    /// λ_max of the training loss every N steps (`sharpness.csv`, `sharpness` column).
+    pub sharpness: curvature::SharpnessConfig,
 }
 
 impl Default for TrainConfig {
@@ -50,6 +54,7 @@ impl Default for TrainConfig {
             checkpoint_every: 1,
             keep_checkpoints: 1,
             distance_from_init: false,
+            sharpness: curvature::SharpnessConfig::default(),
         }
     }
 }
@@ -62,7 +67,7 @@ impl crate::config::Check for TrainConfig {
         if self.batch_size < 0 || self.eval_batch_size < 1 {
             bail!("train.batch_size must be >= 0 (0 = full batch) and train.eval_batch_size >= 1");
         }
-        Ok(())
+        self.sharpness.check()
     }
 }
 
@@ -247,9 +252,11 @@ pub fn fit(
     } else {
         None
     };
+    let sharp_on = cfg.sharpness.every > 0;
     let extra: Vec<String> = distance
         .iter()
         .flat_map(|d| d.columns())
+        .chain(sharp_on.then(|| "sharpness".to_string()))
         .chain(hooks.columns())
         .collect();
     let columns: Vec<&str> = columns(data.val.is_some())
@@ -267,6 +274,18 @@ pub fn fit(
         (epoch, skip, global_step) = (st.epoch, st.step_in_epoch, st.global_step);
         carried = serde_json::from_value(st.loop_state).unwrap_or_default();
     }
+    let resumed = ctx.resume_from.is_some().then_some(global_step);
+    let mut sharpness = if sharp_on {
+        let mut s =
+            curvature::Sharpness::open(&ctx.dir, &cfg.sharpness, &data.train, ctx.seed, resumed)?;
+        if resumed.is_none() {
+            opt.set_lr_factor(schedule.factor(0, 0.0, cfg.epochs));
+            s.measure(model, vs, &data.train, (0.0, 0, opt.lr()))?;
+        }
+        Some(s)
+    } else {
+        None
+    };
 
     let mut progress = Progress::new(&ctx.info.experiment, cfg.epochs as u64, ctx.quiet);
     progress.update(epoch as u64, "");
@@ -285,6 +304,10 @@ pub fn fit(
             run.sizes.push(idx.size()[0]);
             run.correct.push(correct);
             global_step += 1;
+            if let Some(s) = sharpness.as_mut().filter(|s| s.due(global_step)) {
+                let at = epoch as f64 + (i + 1) as f64 / per_epoch as f64;
+                s.measure(model, vs, &data.train, (at, global_step, opt.lr()))?;
+            }
             if let Some(sig) = ctx.interrupt.requested() {
                 let state = State {
                     epoch,
@@ -328,6 +351,9 @@ pub fn fit(
         row.extend([test_loss.into(), test_acc.into()]);
         if let Some(d) = &distance {
             row.extend(d.measure().into_iter().map(Cell::from));
+        }
+        if let Some(s) = &sharpness {
+            row.push(s.last().into());
         }
         row.extend(hooks.on_epoch_end(epoch, model)?);
         ctx.log(row)?;

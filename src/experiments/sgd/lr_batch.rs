@@ -28,7 +28,8 @@ use crate::run::fsutil::write_atomic;
 use crate::run::metrics::{float, mean_std};
 use crate::run::{Outcome, RunContext};
 use crate::stats::linear_fit;
-use crate::train::hessian::Hessian;
+use crate::train::curvature::{operator, Matrix};
+use crate::train::spectrum::power_top_k;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn::{ModuleT, VarStore};
@@ -205,7 +206,8 @@ fn epoch(
         .double_value(&[])
 }
 
-/// λ_max of the Hessian of the mean loss over rows `idx` (chunks of at most 2048 rows).
+/// λ_max of the Hessian of the mean loss over rows `idx` (chunks of at most 2048 rows), by
+/// power iteration.
 fn top_eigenvalue(
     model: &dyn ModuleT,
     vs: &VarStore,
@@ -213,24 +215,8 @@ fn top_eigenvalue(
     idx: &Tensor,
     cfg: &HessianConfig,
 ) -> f64 {
-    let params: Vec<Tensor> = crate::optim::trainable(vs)
-        .into_iter()
-        .map(|(_, t)| t)
-        .collect();
-    let n = idx.size()[0] as f64;
-    let losses = idx
-        .split(2048, 0)
-        .into_iter()
-        .map(|chunk| {
-            let (x, y) = data.train.take(&chunk);
-            let logits = model.forward_t(&x, false);
-            let w = chunk.size()[0] as f64 / n;
-            (logits.cross_entropy_for_logits(&y), w)
-        })
-        .collect();
-    Hessian::new(params, losses)
-        .top_eigenvalue(cfg.power_iters, cfg.tol)
-        .value
+    let op = operator(Matrix::Hessian, model, vs, &data.train, Some(idx), 2048);
+    power_top_k(op.as_ref(), 1, cfg.tol, cfg.power_iters).values[0]
 }
 
 /// Part 1: hessian.csv rows (epoch, batch, n, mean, std) while training the SGD model.
