@@ -34,10 +34,22 @@ pub fn main(cli: Cli) -> Result<i32> {
         }
         Command::Reproduce(args) => crate::claims::reproduce::main(&g, &args),
         Command::Config(args) => show_config(&g, args),
-        Command::Plot { run_dir } => {
-            for p in crate::plot::plot(&run_dir)? {
-                println!("{}", p.display());
-            }
+        Command::Plot(args) => crate::plot::main(&args),
+        Command::Runs(a) => {
+            let q = crate::runs::RunsQuery {
+                experiment: a.experiment.as_deref(),
+                status: &a.status,
+                filters: &a.filters,
+                sort: a.sort.as_deref(),
+                csv: a.csv,
+            };
+            let (header, rows) = crate::runs::runs_table(&g.results, &q)?;
+            crate::runs::print_table(&header, &rows, a.csv)?;
+            Ok(0)
+        }
+        Command::Compare(a) => {
+            let (header, rows) = crate::runs::compare_table(&a.runs, &a.metric)?;
+            crate::runs::print_table(&header, &rows, a.csv)?;
             Ok(0)
         }
         Command::Data {
@@ -217,10 +229,15 @@ fn train(g: &GlobalOpts, args: TrainArgs, command: &str) -> Result<i32> {
             let r = resolve(g, entry, &args.overrides)?;
             let text = r.text(entry)?;
             let seed = r.seed;
-            let ctx = match &args.run_dir {
+            let mut ctx = match &args.run_dir {
                 Some(dir) => RunContext::create_at(dir, &opts, entry.name, command, &text, seed)?,
                 None => RunContext::create(&opts, entry.name, command, &text, seed)?,
             };
+            if args.name.is_some() || !args.tags.is_empty() {
+                ctx.info.name = args.name.clone();
+                ctx.info.tags = args.tags.clone();
+                ctx.write_info()?;
+            }
             (ctx, r.table, r.thresholds, entry)
         }
     };
@@ -283,6 +300,9 @@ fn reopen(
 )> {
     // With --resume the experiment name is optional, so a lone override lands in its place.
     let stray = args.experiment.as_deref().is_some_and(|e| e.contains('='));
+    if args.name.is_some() || !args.tags.is_empty() {
+        bail!("--resume keeps the run's name and tags; drop --name and --tag");
+    }
     if stray || !args.overrides.is_empty() || g.seed.is_some() || g.config.is_some() || g.smoke {
         bail!("--resume continues a run with its saved config.toml and seed; drop the overrides, --seed, --config and --smoke");
     }

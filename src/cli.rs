@@ -83,12 +83,14 @@ pub enum Command {
         #[command(subcommand)]
         action: DataAction,
     },
-    /// Figures from a run's CSVs (SVG and PNG next to them): information plane, gradient SNR,
-    /// learning curves.
-    Plot {
-        /// A run directory.
-        run_dir: PathBuf,
-    },
+    /// Figures from a run's CSVs (SVG and PNG next to them), or several runs' curves overlaid
+    /// with --compare.
+    Plot(PlotArgs),
+    /// Runs under the results folder, one line each: id, name, tags, status, date, duration,
+    /// seed, overrides, headline metrics.
+    Runs(RunsArgs),
+    /// The config keys that differ between runs (or a sweep's jobs) next to their final metrics.
+    Compare(CompareArgs),
     /// Print the resolved config of an experiment (defaults + overrides) without running it.
     Config(ConfigArgs),
     /// Mutual information between column groups of your own CSV (e.g. dumped activations):
@@ -116,6 +118,12 @@ pub struct TrainArgs {
     /// Continue an interrupted run from its latest checkpoint (same config and seed).
     #[arg(long, value_name = "RUN_DIR")]
     pub resume: Option<PathBuf>,
+    /// A name for the run, shown by `stochlab runs` and `compare`.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A tag for the run (repeatable): `stochlab runs --where tag=T` finds it.
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
     /// Create the run exactly here instead of results/<experiment>/<timestamp>-<id> (sweeps).
     #[arg(long, hide = true)]
     pub run_dir: Option<PathBuf>,
@@ -433,4 +441,72 @@ pub struct CurvatureArgs {
     /// parameter and vector).
     #[arg(long)]
     pub vectors: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PlotArgs {
+    /// A run directory; with --compare, several runs or a sweep directory.
+    #[arg(required = true, value_name = "RUN")]
+    pub runs: Vec<PathBuf>,
+    /// Information plane: only these estimators, one panel each (repeatable or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub estimator: Vec<String>,
+    /// Information plane and gradient SNR: only these layers, by number or name (conv1,dense1).
+    #[arg(long, value_delimiter = ',')]
+    pub layers: Vec<String>,
+    /// Only these figures (e.g. curves,information_plane); the others are not written.
+    #[arg(long, value_delimiter = ',')]
+    pub figure: Vec<String>,
+    /// Write here instead of next to the CSVs: a .svg/.png file (one figure) or a folder.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub out: Option<PathBuf>,
+    /// svg or png (default: both). pdf is refused: plotters cannot write it; convert the SVG.
+    #[arg(long, value_enum)]
+    pub format: Option<crate::plot::render::Format>,
+    /// Information plane: ± std over seeds as crosses on each point.
+    #[arg(long)]
+    pub spread: bool,
+    /// Overlay the learning curves of several runs (or of a sweep's runs) in one figure.
+    #[arg(long)]
+    pub compare: bool,
+    /// With --compare: group runs by these config keys (mean ± std over the rest, e.g. seeds);
+    /// default: the keys that differ, seed aside.
+    #[arg(long, value_delimiter = ',', value_name = "KEY")]
+    pub group_by: Vec<String>,
+    /// With --compare: only these curves (e.g. test_acc).
+    #[arg(long, value_delimiter = ',')]
+    pub metric: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunsArgs {
+    /// Only runs of this experiment.
+    pub experiment: Option<String>,
+    /// Only runs with this status: running, completed, failed, interrupted (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub status: Vec<String>,
+    /// Only runs where KEY=VALUE: a config key (optim.lr=0.01), a final metric, or name, tag,
+    /// seed, device (repeatable; all must hold).
+    #[arg(long = "where", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
+    /// Sort by a final metric, `date` or `duration`; a leading `-` sorts descending
+    /// (--sort=-test_acc).
+    #[arg(long, allow_hyphen_values = true, value_name = "METRIC")]
+    pub sort: Option<String>,
+    /// CSV on stdout (every final metric its own column) instead of a table.
+    #[arg(long)]
+    pub csv: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Run directories, or a sweep directory (its runs).
+    #[arg(required = true, value_name = "RUN")]
+    pub runs: Vec<PathBuf>,
+    /// Only these final metrics (comma-separated; default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub metric: Vec<String>,
+    /// CSV on stdout instead of a table.
+    #[arg(long)]
+    pub csv: bool,
 }

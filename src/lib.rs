@@ -19,6 +19,7 @@ pub mod optim;
 pub mod plot;
 pub mod rng;
 pub mod run;
+pub mod runs;
 pub mod stats;
 pub mod sweep;
 pub mod train;

@@ -29,6 +29,17 @@ pub enum Status {
     Interrupted,
 }
 
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Interrupted => "interrupted",
+        }
+    }
+}
+
 /// How a training loop ended when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -73,6 +84,12 @@ pub struct RunInfo {
     /// How many of the paper's claims passed, failed or did not apply (claims.csv).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claims: Option<crate::claims::Counts>,
+    /// `train --name`: a label for `stochlab runs` and `compare`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `train --tag` (repeatable).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 /// What the command line says about where and how to run.
@@ -209,6 +226,8 @@ impl RunContext {
             final_metrics: Default::default(),
             resumes: vec![],
             claims: None,
+            name: None,
+            tags: vec![],
         };
         let ctx = Self::with(dir, info, opts, seed, None);
         ctx.write_info()?;
