@@ -144,7 +144,7 @@ pub fn find(root: &Path) -> Result<Vec<Record>> {
         // A run.json being written right now, or from another version: skip it, say so.
         match Record::load(&d) {
             Ok(r) => out.push(r),
-            Err(e) => eprintln!("skipping {}: {}", d.display(), crate::app::one_line(&e)),
+            Err(e) => eprintln!("skipping {}: {e:#}", d.display()),
         }
     }
     out.sort_by(|a, b| a.info.start.cmp(&b.info.start));
@@ -205,54 +205,35 @@ fn duration(secs: Option<f64>) -> String {
     }
 }
 
-/// Up to three of a run's final metrics, accuracies and errors first, as `key=value`.
-fn headline(info: &RunInfo) -> String {
-    let rank = |k: &str| {
-        if k.ends_with("acc") {
-            0
-        } else if k.ends_with("err") || k.contains("error") {
-            1
-        } else if k.ends_with("loss") {
-            2
-        } else {
-            3
-        }
-    };
-    let mut keys: Vec<&String> = info
-        .final_metrics
-        .iter()
-        .filter(|(_, v)| v.is_number())
-        .map(|(k, _)| k)
-        .collect();
-    keys.sort_by_key(|k| rank(k));
-    keys.iter()
-        .take(3)
-        .map(|k| format!("{k}={}", json_text(&info.final_metrics[*k])))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Prints rows as aligned columns, or as CSV.
+/// Prints rows as aligned columns (long cells cut, the last column whole), or as CSV. A closed
+/// pipe (`| head`) ends the output quietly.
 pub fn print_table(header: &[String], rows: &[Vec<String>], csv: bool) -> Result<()> {
+    use std::io::Write;
+    let quiet_pipe = |r: std::io::Result<()>| match r {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
+    };
+    let mut out = std::io::stdout().lock();
     if csv {
-        let mut w = csv::Writer::from_writer(std::io::stdout());
+        let mut w = csv::Writer::from_writer(vec![]);
         w.write_record(header)?;
         for r in rows {
             w.write_record(r)?;
         }
-        w.flush()?;
+        quiet_pipe(out.write_all(&w.into_inner()?))?;
         return Ok(());
     }
-    let cut = |s: &str| {
-        if s.chars().count() > 48 {
-            format!("{}…", s.chars().take(47).collect::<String>())
+    let last = header.len().saturating_sub(1);
+    let cut = |i: usize, s: &str| {
+        if i < last && s.chars().count() > 40 {
+            format!("{}…", s.chars().take(39).collect::<String>())
         } else {
             s.to_string()
         }
     };
     let cells: Vec<Vec<String>> = std::iter::once(header.to_vec())
         .chain(rows.iter().cloned())
-        .map(|r| r.iter().map(|c| cut(c)).collect())
+        .map(|r| r.iter().enumerate().map(|(i, c)| cut(i, c)).collect())
         .collect();
     let widths: Vec<usize> = (0..header.len())
         .map(|i| {
@@ -263,14 +244,17 @@ pub fn print_table(header: &[String], rows: &[Vec<String>], csv: bool) -> Result
                 .unwrap_or(0)
         })
         .collect();
+    let mut text = String::new();
     for r in &cells {
         let line: Vec<String> = r
             .iter()
             .zip(&widths)
             .map(|(c, w)| format!("{c:w$}"))
             .collect();
-        println!("{}", line.join("  ").trim_end());
+        text += line.join("  ").trim_end();
+        text.push('\n');
     }
+    quiet_pipe(out.write_all(text.as_bytes()))?;
     Ok(())
 }
 
@@ -360,7 +344,7 @@ pub fn runs_table(root: &Path, q: &RunsQuery) -> Result<(Vec<String>, Vec<Vec<St
     if q.csv {
         for r in &records {
             for (k, v) in &r.info.final_metrics {
-                if v.is_number() && !metric_keys.contains(k) {
+                if v.is_number() && !metric_keys.contains(k) && !header.contains(k) {
                     metric_keys.push(k.clone());
                 }
             }
@@ -369,6 +353,9 @@ pub fn runs_table(root: &Path, q: &RunsQuery) -> Result<(Vec<String>, Vec<Vec<St
         header.push("dir".into());
     } else {
         header.push("metrics".into());
+    }
+    if records.is_empty() {
+        eprintln!("no runs match under {}", root.display());
     }
     let rows = records
         .iter()
@@ -391,7 +378,7 @@ pub fn runs_table(root: &Path, q: &RunsQuery) -> Result<(Vec<String>, Vec<Vec<St
                 }
                 row.push(r.dir.display().to_string());
             } else {
-                row.push(headline(i));
+                row.push(crate::run::metrics::headline(&i.final_metrics, 3).join(" "));
             }
             row
         })

@@ -593,6 +593,7 @@ fn diffgrad_smoke_writes_both_parts_and_resumes_only_unfinished_optimizers() {
         "same seeds, same rows"
     );
     assert_eq!(json(&dir.join("run.json"))["status"], "completed");
+    assert_plots(&dir, &["curves.svg", "curves.png"]);
 }
 
 fn csv_rows(path: &Path) -> Vec<Vec<String>> {
@@ -1257,7 +1258,9 @@ fn sgd_noise_experiments_run_end_to_end_at_smoke_size() {
     assert_eq!(csv_maps(&sn.join("perceptron.csv")).len(), 2 * 2);
     assert_eq!(csv_maps(&sn.join("phase.csv")).len(), 2);
     assert!(read(&sn.join("summary.csv")).contains("log T_c vs log P"));
-    assert_plots(&sn, &["phase.png"]);
+    assert_plots(&sn, &["phase.png", "perceptron.png"]);
+    assert_plots(&lb, &["lambda_max.png", "best_lr.png"]);
+    assert_plots(&tl, &["curves.png", "distance.png"]);
 }
 
 #[test]
@@ -1314,6 +1317,185 @@ fn gradient_estimator_experiments_run_end_to_end_at_smoke_size() {
     };
     assert!(peak("tp-l2") < peak("backprop"));
     assert_eq!(csv_maps(&tp.join("depth.csv")).len(), 2 * 5);
+
+    assert_plots(&sn, &["estimators.png", "gating.png"]);
+    assert_plots(&wc, &["variance.png", "training.png"]);
+    assert_plots(&tp, &["rules.png", "depth.png"]);
+}
+
+/// Lines of `stochlab runs`/`compare` output split into cells (CSV).
+fn csv_out(out: &Output) -> Vec<BTreeMap<String, String>> {
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut r = csv::Reader::from_reader(out.stdout.as_slice());
+    let h: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
+    r.records()
+        .map(|x| {
+            h.iter()
+                .cloned()
+                .zip(x.unwrap().iter().map(str::to_string))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn runs_lists_filters_and_sorts_and_compare_shows_what_differs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let res = tmp.path();
+    for (lr, seed, name) in [
+        ("0.01", "0", "slow"),
+        ("0.05", "0", "fast"),
+        ("0.05", "1", "fast"),
+    ] {
+        let out = run(
+            &[
+                "train",
+                "classifier",
+                "--smoke",
+                "-q",
+                &format!("optim.lr={lr}"),
+                "--seed",
+                seed,
+                "--name",
+                name,
+                "--tag",
+                "lr-study",
+            ],
+            res,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let dirs = run_dirs(res, "classifier");
+    assert_eq!(json(&dirs[0].join("run.json"))["tags"][0], "lr-study");
+
+    let all = csv_out(&run(&["runs", "--csv"], res));
+    assert_eq!(all.len(), 3);
+    assert!(all
+        .iter()
+        .all(|r| r["status"] == "completed" && r["tags"] == "lr-study"));
+    assert_eq!(all[0]["overrides"], "optim.lr=0.01");
+    assert!(all[0]["test_acc"].parse::<f64>().unwrap() > 0.0);
+
+    let fast = csv_out(&run(
+        &["runs", "classifier", "--csv", "--where", "optim.lr=5e-2"],
+        res,
+    ));
+    assert_eq!(fast.len(), 2, "0.05 and 5e-2 are the same number");
+    assert!(fast.iter().all(|r| r["name"] == "fast"));
+    let sorted = csv_out(&run(&["runs", "--csv", "--sort=-test_acc"], res));
+    let accs: Vec<f64> = sorted
+        .iter()
+        .map(|r| r["test_acc"].parse().unwrap())
+        .collect();
+    assert!(accs.windows(2).all(|w| w[0] >= w[1]), "{accs:?}");
+    assert!(csv_out(&run(&["runs", "--csv", "--status", "failed"], res)).is_empty());
+    // The table on a terminal: a header and a line per run.
+    let table = run(&["runs"], res);
+    assert_eq!(text(&table.stdout).lines().count(), 1 + 3);
+
+    for (args, says) in [
+        (
+            vec!["runs", "--where", "optim.lrr=1"],
+            "no run has `optim.lrr`",
+        ),
+        (
+            vec!["runs", "--sort", "accuracy"],
+            "no run has the metric `accuracy`",
+        ),
+        (vec!["runs", "--status", "done"], "unknown --status `done`"),
+        (vec!["runs", "classifer"], "classifer"),
+    ] {
+        let out = run(&args, res);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+
+    let mut cmp = bin();
+    cmp.args(["compare", "--csv", "--metric", "test_acc"])
+        .args(&dirs);
+    let rows = csv_out(&cmp.output().unwrap());
+    assert_eq!(rows.len(), 3);
+    // Only what differs: the learning rate and the seed, next to the chosen metric.
+    let keys: Vec<&String> = rows[0].keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "experiment",
+            "optim.lr",
+            "run",
+            "seed",
+            "status",
+            "test_acc"
+        ]
+    );
+    assert_eq!(rows[1]["run"], "fast");
+
+    // Curves overlaid, grouped by the differing key with mean ± std over seeds.
+    let fig = tmp.path().join("cmp.png");
+    let out = bin()
+        .args(["plot", "--compare", "--out"])
+        .arg(&fig)
+        .args(&dirs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(std::fs::metadata(&fig).unwrap().len() > 1000);
+    let out = bin().arg("plot").args(&dirs).output().unwrap();
+    assert!(
+        text(&out.stderr).contains("add --compare"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = bin()
+        .args(["train", "--resume"])
+        .arg(&dirs[0])
+        .args(["--name", "x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("drop --name"));
+}
+
+#[test]
+fn plot_options_pick_figures_and_refuse_what_they_cannot_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(&["train", "classifier", "--smoke", "-q"], tmp.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = only_run(tmp.path());
+    let plot = |args: &[&str]| bin().arg("plot").arg(&dir).args(args).output().unwrap();
+
+    let out = plot(&["--format", "png"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(dir.join("curves.png").exists() && !dir.join("curves.svg").exists());
+    let out = plot(&["--out", tmp.path().join("fig.svg").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(read(&tmp.path().join("fig.svg")).starts_with("<svg"));
+    for (args, says) in [
+        (vec!["--format", "pdf"], "cannot write PDF"),
+        (vec!["--estimator", "ksg"], "does not have"),
+        (
+            vec!["--figure", "phase"],
+            "no figure `phase`; it has: curves",
+        ),
+        (vec!["--out", "x.jpg"], "name a .svg or .png file"),
+    ] {
+        let out = plot(&args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert!(
+        !dir.join("curves.svg").exists(),
+        "a refused plot writes nothing"
+    );
 }
 
 /// The curvature subcommand on a finished classifier run: top-k by Lanczos and by power

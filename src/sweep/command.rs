@@ -117,16 +117,20 @@ pub fn main(g: &GlobalOpts, args: SweepArgs) -> Result<i32> {
         let mut spec = SweepSpec::from_cli(&target, &args.overrides)?;
         use sha2::Digest;
         let digest = sha2::Sha256::digest(args.overrides.join(" ").as_bytes());
-        spec.name = format!(
-            "{target}-{}",
-            digest
+        spec.name = readable_name(
+            &target,
+            &args.overrides,
+            &digest
                 .iter()
                 .take(4)
                 .map(|b| format!("{b:02x}"))
-                .collect::<String>()
+                .collect::<String>(),
         );
         spec
     };
+    if spec.command.is_empty() {
+        spec.command = "train".into();
+    }
     if let Some(n) = args.name {
         spec.name = n;
     }
@@ -172,9 +176,60 @@ pub fn main(g: &GlobalOpts, args: SweepArgs) -> Result<i32> {
     let outcome = crate::sweep::run_local(&sd, &opts, stop_flag()?)?;
     print!("{}", sd.status_report()?);
     println!("{}", sd.dir.join("jobs.csv").display());
+    if outcome.is_none() {
+        let again: Vec<String> = std::env::args().skip(1).collect();
+        eprintln!(
+            "sweep interrupted: finished jobs are kept; resume with the same command: stochlab {}",
+            again.join(" ")
+        );
+    }
     Ok(match outcome {
         None => 130,
         Some(0) => 0,
         Some(_) => 1,
     })
+}
+
+/// A sweep name from the command line: the experiment, the swept keys (last part of each
+/// dotted key) and the hash of the whole line, e.g. `classifier-lr-name-seed-3fa2c1d0`.
+fn readable_name(experiment: &str, overrides: &[String], hash: &str) -> String {
+    let mut parts = vec![experiment.to_string()];
+    for o in overrides {
+        if let Some((k, v)) = o.split_once('=') {
+            if v.contains(',') || v.contains("..") {
+                let short = k.rsplit('.').next().unwrap_or(k);
+                let short: String = short
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '_' {
+                            c
+                        } else {
+                            '-'
+                        }
+                    })
+                    .collect();
+                if !parts.contains(&short) {
+                    parts.push(short);
+                }
+            }
+        }
+    }
+    parts.push(hash.to_string());
+    parts.join("-")
+}
+
+#[cfg(test)]
+mod name_tests {
+    #[test]
+    fn sweep_names_show_the_experiment_and_swept_keys() {
+        let o = ["optim.lr=1e-3,1e-2", "optim.name=adam", "seed=0..4"].map(String::from);
+        assert_eq!(
+            super::readable_name("classifier", &o, "3fa2c1d0"),
+            "classifier-lr-seed-3fa2c1d0"
+        );
+        assert_eq!(
+            super::readable_name("classifier", &[], "ab"),
+            "classifier-ab"
+        );
+    }
 }

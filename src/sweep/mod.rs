@@ -582,6 +582,15 @@ pub fn run_local(
     let finished = Mutex::new(done_before);
     let error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     let start = Instant::now();
+    if !opts.quiet {
+        eprintln!(
+            "[sweep {}] {}: {total} jobs, {} to run ({done_before} already completed), {} at a time",
+            sd.spec.name,
+            sd.dir.display(),
+            total - done_before,
+            slots.len()
+        );
+    }
     std::thread::scope(|scope| {
         for gpu in &slots {
             let (queue, failed, finished, error, stop) =
@@ -599,6 +608,17 @@ pub fn run_local(
                 let Some(index) = queue.lock().expect("queue").pop_front() else {
                     return;
                 };
+                if !opts.quiet {
+                    let j = &sd.jobs[index];
+                    let mut args = j.args();
+                    args.push(format!("seed={}", j.seed));
+                    eprintln!(
+                        "[sweep {}] start job {}: {}",
+                        sd.spec.name,
+                        j.id,
+                        args.join(" ")
+                    );
+                }
                 let mut attempt = 0;
                 let state = loop {
                     let retry_failed = opts.retry_failed || attempt > 0;
@@ -636,11 +656,17 @@ pub fn run_local(
                         state.id,
                         state.status.as_str(),
                         start.elapsed().as_secs_f64(),
-                        state
-                            .error
-                            .as_ref()
-                            .map(|e| format!(": {e}"))
-                            .unwrap_or_default()
+                        match &state.error {
+                            Some(e) => format!(": {e}"),
+                            None => {
+                                let h = crate::run::metrics::headline(&state.final_metrics, 3);
+                                if h.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!(": {}", h.join(" "))
+                                }
+                            }
+                        }
                     );
                 }
             });
