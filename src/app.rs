@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 /// Runs a parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> Result<i32> {
     let g = cli.global;
+    refuse_unused(&g, &cli.command)?;
     match cli.command {
         Command::List {
             names,
@@ -71,6 +72,42 @@ pub fn main(cli: Cli) -> Result<i32> {
 }
 
 pub use crate::run::one_line;
+
+/// Global flags a subcommand would silently ignore (`eval --smoke --seed 3`) are an error.
+fn refuse_unused(g: &GlobalOpts, command: &Command) -> Result<()> {
+    let (name, uses): (&str, &[&str]) = match command {
+        Command::List { .. } => ("list", &[]),
+        Command::Eval(_) => ("eval", &["--device"]),
+        Command::Sweep(_) => ("sweep", &["--device", "--config", "--smoke"]),
+        Command::Data { .. } => ("data", &[]),
+        Command::Plot(_) => ("plot", &[]),
+        Command::Runs(_) => ("runs", &[]),
+        Command::Compare(_) => ("compare", &[]),
+        Command::Config(_) => ("config", &["--seed", "--config", "--smoke"]),
+        Command::Mi(_) => ("mi", &["--device", "--seed"]),
+        Command::Completions { .. } => ("completions", &[]),
+        _ => return Ok(()),
+    };
+    let given = [
+        ("--seed", g.seed.is_some()),
+        ("--smoke", g.smoke),
+        ("--config", g.config.is_some()),
+        ("--device", g.device != "auto"),
+    ];
+    for (flag, set) in given {
+        if set && !uses.contains(&flag) {
+            let hint = match (name, flag) {
+                ("sweep", "--seed") => {
+                    ": sweep seeds with seed=0..4 (or `seeds` in the sweep file)"
+                }
+                ("eval", _) => ": eval uses the run's own config and seed",
+                _ => "",
+            };
+            bail!("{flag} does nothing for `stochlab {name}`; drop it{hint}");
+        }
+    }
+    Ok(())
+}
 
 fn list(names_only: bool, markdown: bool, scoreboard: &Path) -> Result<i32> {
     if names_only {

@@ -244,6 +244,8 @@ pub struct MiArgs {
     /// Columns of Y, the same way. One integer or text column is read as a discrete label.
     #[arg(long)]
     pub y: String,
+    /// ksg (Kraskov et al.), kl (Kozachenko–Leonenko), kde (leave-one-out Gaussian KDE) or
+    /// binning.
     #[arg(long, value_enum, default_value = "ksg")]
     pub estimator: crate::info::mi::MiEstimator,
     /// Neighbours (ksg, kl).
@@ -256,11 +258,13 @@ pub struct MiArgs {
     /// estimate on all rows).
     #[arg(long, default_value_t = 0.0)]
     pub fit_fraction: f64,
+    /// nats or bits.
     #[arg(long, value_enum, default_value = "nats")]
     pub units: crate::info::mi::Units,
     /// How to read Y: auto (a single integer or text column with at most 50 values is a label).
     #[arg(long, value_enum, default_value = "auto")]
     pub y_type: YType,
+    /// Scaling of each continuous side first: none, standardize (per column) or whiten.
     #[arg(long, value_enum, default_value = "standardize")]
     pub preprocess: crate::info::mi::Preprocess,
     /// kl: Berrett–Samworth–Yuan weighted estimator.
@@ -277,6 +281,7 @@ pub struct MiArgs {
     /// estimates upward). It reflects sampling variability, not estimator bias.
     #[arg(long, default_value_t = 0)]
     pub bootstrap: usize,
+    /// Coverage of the --bootstrap interval, in [0.5, 1).
     #[arg(long, default_value_t = 0.95)]
     pub confidence: f64,
     /// Print one JSON object instead of a sentence.
@@ -343,6 +348,7 @@ pub enum SweepAction {
     },
     /// summary.csv: per job, or per group of keys with mean, std and count over the rest.
     Summary {
+        /// A sweep directory: results/sweeps/<name>.
         dir: PathBuf,
         /// Keys to group by, comma-separated (e.g. optim.lr,optim.name).
         #[arg(long, value_delimiter = ',')]
@@ -350,7 +356,9 @@ pub enum SweepAction {
     },
     /// Runs one job of a sweep (what each Slurm array task calls).
     RunTask {
+        /// A sweep directory: results/sweeps/<name>.
         dir: PathBuf,
+        /// The job's index in the sweep (Slurm's $SLURM_ARRAY_TASK_ID).
         #[arg(long)]
         index: usize,
     },
@@ -380,8 +388,10 @@ pub struct BenchArgs {
     /// `ksg`: a headerless numeric CSV, X in the first `--dx` columns, Y in the rest.
     #[arg(long)]
     pub input: Option<PathBuf>,
+    /// `ksg`: columns of X in --input.
     #[arg(long, default_value_t = 2)]
     pub dx: usize,
+    /// `ksg`: neighbours.
     #[arg(long, default_value_t = 3)]
     pub k: usize,
     /// `curvature`: relative tolerance on the top eigenvalue.
@@ -509,4 +519,29 @@ pub struct CompareArgs {
     /// CSV on stdout instead of a table.
     #[arg(long)]
     pub csv: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every option and argument of every subcommand says what it is for in --help.
+    #[test]
+    fn every_option_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if a.get_help().is_none() && !a.is_hide_set() && !["help", "version"].contains(&id)
+                {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = vec![];
+        walk(&super::Cli::command(), "stochlab", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
 }

@@ -65,6 +65,18 @@ pub fn resolve(
     }
     for raw in overrides {
         let (key, value) = parse_override(raw)?;
+        let first = key.split('.').next().unwrap_or(&key);
+        if key != SEED_KEY && !table.contains_key(first) {
+            // `epochs=5` for `train.epochs`: the key exists deeper down.
+            let mut found = vec![];
+            paths_ending(&table, "", &key, &mut found);
+            if !found.is_empty() {
+                bail!(
+                    "unknown config key `{key}`: did you mean `{}`?",
+                    found.join("` or `")
+                );
+            }
+        }
         set_dotted(&mut table, &key, value)?;
     }
     let seed = match table.remove(SEED_KEY) {
@@ -76,6 +88,23 @@ pub fn resolve(
         table,
         seed: seed_flag.unwrap_or(seed),
     })
+}
+
+/// Dotted paths in `t` (below its top level) that end with `.key`.
+fn paths_ending(t: &Table, prefix: &str, key: &str, out: &mut Vec<String>) {
+    for (k, v) in t {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        if path.ends_with(&format!(".{key}")) {
+            out.push(path.clone());
+        }
+        if let Value::Table(sub) = v {
+            paths_ending(sub, &path, key, out);
+        }
+    }
 }
 
 /// Parses TOML text; errors carry the file name, line and column on one line.
@@ -331,6 +360,8 @@ mod tests {
         );
         let e = with(&["optimm.lr=0.1"]).unwrap_err().to_string();
         assert!(e.contains("did you mean `optim`"), "{e}");
+        let e = with(&["lr=0.1"]).unwrap_err().to_string();
+        assert_eq!(e, "unknown config key `lr`: did you mean `optim.lr`?");
         let e = with(&["zzzzzzzzz=1"]).unwrap_err().to_string();
         assert!(e.contains("valid keys here: optim, hidden"), "{e}");
     }

@@ -14,7 +14,8 @@ pub fn parse(spec: &str) -> Result<Device> {
             Device::Cpu
         }),
         "cpu" => Ok(Device::Cpu),
-        "cuda" | "gpu" => {
+        "gpu" => bail!("--device gpu: write cuda (or cuda:N for the N-th GPU)"),
+        "cuda" => {
             if cuda_count() == 0 {
                 bail!("--device cuda: libtorch sees no CUDA device on this machine; use --device cpu (or auto)");
             }

@@ -1683,3 +1683,83 @@ fn sharpness_hook_measures_every_n_steps_and_resumes_identically() {
     assert_eq!(read(&b.join("metrics.csv")), read(&a.join("metrics.csv")));
     assert_plots(&b, &["sharpness.svg", "sharpness.png"]);
 }
+
+#[test]
+fn command_line_mistakes_say_what_to_write_instead() {
+    let tmp = tempfile::tempdir().unwrap();
+    let res = tmp.path().join("r");
+    for (args, says) in [
+        (
+            vec!["train", "classifier", "epochs=5"],
+            "did you mean `train.epochs`?",
+        ),
+        (vec!["train", "classifier", "--device", "gpu"], "write cuda"),
+        (
+            vec!["eval", "somewhere", "--smoke"],
+            "--smoke does nothing for `stochlab eval`",
+        ),
+        (
+            vec!["eval", "somewhere", "--seed", "3"],
+            "--seed does nothing for `stochlab eval`",
+        ),
+        (
+            vec!["plot", "somewhere", "--device", "cpu"],
+            "--device does nothing for `stochlab plot`",
+        ),
+        (
+            vec!["list", "--seed", "1"],
+            "--seed does nothing for `stochlab list`",
+        ),
+        (
+            vec!["sweep", "classifier", "optim.lr=0.1,0.2", "--seed", "1"],
+            "seed=0..4",
+        ),
+    ] {
+        let out = run(&args, &res);
+        assert!(!out.status.success(), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
+    }
+    assert!(!res.exists(), "a refused command writes nothing");
+
+    // stochlab mi: k only for k-NN estimators, a warning for binning in many dimensions, and a
+    // CSV without a header refused instead of losing its first row.
+    let csv = tmp.path().join("acts.csv");
+    mi_table(&csv, 400);
+    let mi = |args: &[&str]| bin().arg("mi").arg(&csv).args(args).output().unwrap();
+    let out = mi(&["--x", "a", "--y", "b"]);
+    assert!(
+        text(&out.stdout).contains("(ksg, k=5, n=400"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = mi(&["--x", "a", "--y", "b", "--estimator", "kde"]);
+    assert!(!text(&out.stdout).contains("k="), "{}", text(&out.stdout));
+    let out = mi(&[
+        "--x",
+        "a,b,h_0,h_1",
+        "--y",
+        "label",
+        "--estimator",
+        "binning",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("binning in 4 dimensions"),
+        "{}",
+        text(&out.stderr)
+    );
+    let headless = tmp.path().join("headless.csv");
+    std::fs::write(&headless, "0.1,0.2\n0.3,0.5\n0.2,0.1\n").unwrap();
+    let out = bin()
+        .args(["mi", headless.to_str().unwrap(), "--x", "0", "--y", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("add a header row"),
+        "{}",
+        text(&out.stderr)
+    );
+}

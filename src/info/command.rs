@@ -53,6 +53,16 @@ pub fn main(g: &GlobalOpts, args: &MiArgs) -> Result<i32> {
         )?),
         Side::Discrete(l, names) => Side::Discrete(l.index_select(0, &rows), names.clone()),
     };
+    if args.estimator == MiEstimator::Binning {
+        let dims = |t: &Tensor| t.size().get(1).copied().unwrap_or(1);
+        let d = match &y {
+            Side::Continuous(t) => dims(&x).max(dims(t)),
+            Side::Discrete(..) => dims(&x),
+        };
+        if d > 3 {
+            eprintln!("warning: binning in {d} dimensions leaves most bins with one point and overestimates MI badly; use --estimator ksg, or --compress pca:3");
+        }
+    }
     let estimate = |idx: Option<&Tensor>| -> Result<f64> {
         let pick = |t: &Tensor| match idx {
             Some(i) => t.index_select(0, &i.to_device(t.device())),
@@ -162,12 +172,17 @@ fn report(
         ),
     };
     let units = args.units.as_str();
+    // k means something only to the k-nearest-neighbour estimators.
+    let knn = matches!(args.estimator, MiEstimator::Ksg | MiEstimator::Kl);
     if args.json {
         let mut o = serde_json::json!({
-            "mi": value, "units": units, "estimator": args.estimator.as_str(), "k": args.k,
+            "mi": value, "units": units, "estimator": args.estimator.as_str(),
             "n": n, "x": names(xc), "y": names(yc), "y_type": if matches!(y, Side::Discrete(..)) { "discrete" } else { "continuous" },
             "compress": args.compress.to_string(),
         });
+        if knn {
+            o["k"] = args.k.into();
+        }
         if let Some((lo, hi, c)) = ci {
             o["ci_low"] = lo.into();
             o["ci_high"] = hi.into();
@@ -177,10 +192,14 @@ fn report(
         println!("{o}");
         return;
     }
+    let k = if knn {
+        format!(", k={}", args.k)
+    } else {
+        String::new()
+    };
     let mut line = format!(
-        "I(X;Y) = {value:.4} {units}  ({}, k={}, n={n}; X: {} column(s), Y: {ydesc}",
+        "I(X;Y) = {value:.4} {units}  ({}{k}, n={n}; X: {} column(s), Y: {ydesc}",
         args.estimator.as_str(),
-        args.k,
         xc.len()
     );
     if args.compress != Compressor::None {
@@ -262,6 +281,9 @@ impl Table {
         }
         if rows.is_empty() {
             bail!("{shown} has a header but no rows");
+        }
+        if header.iter().all(|h| h.parse::<f64>().is_ok()) {
+            bail!("{shown}: the first row is numbers, not a header; add a header row of column names (stochlab mi would otherwise lose that row)");
         }
         Ok(Table {
             path: shown,

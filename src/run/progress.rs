@@ -30,7 +30,7 @@ impl Progress {
             let bar = ProgressBar::new(total);
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {pos}/{len} epochs {msg} ({elapsed}, eta {eta})",
+                    "{prefix} [{bar:20}] {pos}/{len} {elapsed}<{eta} {wide_msg}",
                 )
                 .expect("valid template")
                 .progress_chars("=> "),

@@ -543,7 +543,8 @@ struct Run<'a> {
 
 impl Run<'_> {
     /// Logs the state after `epoch` epochs: losses and accuracies, and I(X;T), I(T;Y) per layer.
-    fn log_state(&self, epoch: usize, ctx: &mut RunContext, out: &mut Outputs) -> Result<()> {
+    /// Returns the seeds' mean accuracies for the progress line.
+    fn log_state(&self, epoch: usize, ctx: &mut RunContext, out: &mut Outputs) -> Result<String> {
         let s = self.seeds.len() as i64;
         let (logits, layers) = tch::no_grad(|| {
             self.nets
@@ -556,6 +557,10 @@ impl Run<'_> {
                 .to_device(Device::Cpu)
                 .flatten(0, -1),
         )?;
+        let n = self.seeds.len();
+        let mean =
+            |i: usize| m[i * n..(i + 1) * n].iter().map(|v| *v as f64).sum::<f64>() / n as f64;
+        let summary = format!("train_acc {:.3} test_acc {:.3}", mean(1), mean(3));
         for (k, seed) in self.seeds.iter().enumerate() {
             let at = |i: usize| m[i * self.seeds.len() + k] as f64;
             ctx.log(vec![
@@ -618,7 +623,7 @@ impl Run<'_> {
                 ])?;
             }
         }
-        Ok(())
+        Ok(summary)
     }
 
     fn log_grads(&self, epoch: usize, sums: &GradSums, out: &mut Outputs) -> Result<()> {
@@ -720,10 +725,11 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
     let s = run.seeds.len() as i64;
     let b = cfg.train.batch_size.min(n_train);
     let mut progress = Progress::new(&ctx.info.experiment, cfg.train.epochs as u64, ctx.quiet);
+    let mut latest = String::new();
     while epoch < cfg.train.epochs {
         let is_logged = logged.binary_search(&epoch).is_ok();
         if is_logged {
-            run.log_state(epoch, ctx, &mut out)?;
+            latest = run.log_state(epoch, ctx, &mut out)?;
         }
         let mut sums = (is_logged && cfg.log.grads).then(|| GradSums::new(&run.nets));
         let order = permutations(&run.seeds, epoch, n_train, device);
@@ -767,7 +773,7 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
                 bail!("diverged before epoch {epoch}: the weights are no longer finite; lower optim.lr");
             }
             save(ctx, &opt, &out, epoch, 1)?;
-            progress.update(epoch as u64, "");
+            progress.update(epoch as u64, &latest);
         }
     }
     progress.finish();
