@@ -16,7 +16,7 @@ use toml::Table;
 pub const ENTRY: Entry = Entry {
     name: "classifier",
     family: "runner",
-    description: "MLP or small CNN with SGD/Adam on a named dataset (runner baseline)",
+    description: "MLP, small CNN or ResNet with any optimizer (optim.name) on any dataset (data.name; see `stochlab data list`): the runner baseline",
     paper: "—",
     defaults: include_str!("../../experiments/classifier.toml"),
     normalize: config::normalize::<Config>,
@@ -96,4 +96,33 @@ fn eval(table: &Table, input: &EvalInput<'_>) -> Result<(usize, Vec<EvalRow>)> {
     })
     .collect();
     Ok((ck.state()?.epoch, rows))
+}
+
+#[cfg(test)]
+mod comment_tests {
+    /// The choices listed in the comments of experiments/classifier.toml are the registries'.
+    #[test]
+    fn config_comments_list_every_dataset_and_optimizer() {
+        // The commented `name = ` lines: [data] first, then [optim].
+        let lists: Vec<Vec<String>> = super::ENTRY
+            .defaults
+            .lines()
+            .filter(|l| l.starts_with("name = ") && l.contains('#'))
+            .map(|l| {
+                let comment = l.split('#').nth(1).unwrap().split("  (").next().unwrap();
+                comment.split('|').map(|s| s.trim().to_string()).collect()
+            })
+            .collect();
+        assert_eq!(lists.len(), 2, "{lists:?}");
+        assert_eq!(
+            lists[0],
+            crate::data::names().collect::<Vec<_>>(),
+            "data.name"
+        );
+        let optim: Vec<&str> = crate::optim::OptimName::ALL
+            .iter()
+            .map(|o| o.as_str())
+            .collect();
+        assert_eq!(lists[1], optim, "optim.name");
+    }
 }
