@@ -197,6 +197,13 @@ pub fn main(a: &PlotArgs) -> Result<i32> {
         (vec![fig], dir)
     } else {
         let dir = &a.runs[0];
+        if dir.join("sweep.toml").exists() {
+            bail!(
+                "{} is a sweep directory: overlay its runs with `stochlab plot --compare {}`",
+                dir.display(),
+                dir.display()
+            );
+        }
         crate::run::read_info(dir)?;
         let figs = figures(dir, &opts)?;
         if figs.is_empty() {

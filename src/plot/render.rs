@@ -284,6 +284,27 @@ fn draw_panel<DB: DrawingBackend>(
                 .map_err(err)?;
         }
     }
+    // Series whose points carry colour-bar values (the information plane's layers) get their
+    // name at their last point, in their colour, nudged apart so no two overlap.
+    let mut tags: Vec<(String, RGBColor, (i32, i32))> = vec![];
+    for s in p
+        .series
+        .iter()
+        .filter(|s| !s.values.is_empty() && !s.label.is_empty())
+    {
+        if let Some(q) = s
+            .points
+            .iter()
+            .rev()
+            .find(|q| on(&p.x, q.0) && on(&p.y, q.1))
+        {
+            tags.push((
+                s.label.clone(),
+                colour(s.colour),
+                chart.backend_coord(&to(*q)),
+            ));
+        }
+    }
     for s in &p.series {
         let c = colour(s.colour);
         let width = if s.colour == Colour::Grey { 2 } else { 3 };
@@ -352,6 +373,24 @@ fn draw_panel<DB: DrawingBackend>(
             }
         }
     }
+    tags.sort_by_key(|t| t.2 .1);
+    let (bx, by) = area.get_base_pixel();
+    let mut placed: Vec<(i32, i32)> = vec![];
+    for (label, c, (x, y)) in tags {
+        let mut y = y - 14;
+        while placed
+            .iter()
+            .any(|p| (p.1 - y).abs() < 22 && (p.0 - x).abs() < 110)
+        {
+            y += 22;
+        }
+        placed.push((x, y));
+        let style = TextStyle::from((FONT, TICK).into_font())
+            .color(&c)
+            .pos(Pos::new(HPos::Left, VPos::Center));
+        area.draw(&Text::new(label, (x + 8 - bx, y - by), style))
+            .map_err(err)?;
+    }
     Ok(())
 }
 
@@ -399,10 +438,15 @@ fn bar_ticks(cb: &ColourBar) -> Vec<f64> {
     }
     let mut t = vec![lo.max(0.0)];
     t.extend(cands);
+    // The last value is labelled; a tick too close below it makes way.
     let f = |v: f64| (v + 1.0).log10();
-    if t.last()
-        .is_some_and(|l| f(hi) - f(*l) > 0.08 * (f(hi) - f(lo)))
+    if t.len() > 1
+        && t.last()
+            .is_some_and(|l| f(hi) - f(*l) < 0.15 * (f(hi) - f(lo)))
     {
+        t.pop();
+    }
+    if t.last().is_some_and(|l| *l < hi) {
         t.push(hi);
     }
     t
@@ -572,5 +616,10 @@ mod tests {
             high_dark: false,
         };
         assert_eq!(bar_ticks(&cb), [0.0, 1.0, 10.0, 100.0, 274.0]);
+        let cb = ColourBar {
+            range: (0.0, 1999.0),
+            ..cb
+        };
+        assert_eq!(bar_ticks(&cb), [0.0, 1.0, 10.0, 100.0, 1999.0]);
     }
 }
