@@ -32,7 +32,7 @@ fn dots(
             let v: Vec<f64> = t
                 .rows
                 .iter()
-                .filter(|r| r[cat] == *c && group.map_or(true, |k| r[k] == *g))
+                .filter(|r| r[cat] == *c && group.is_none_or(|k| r[k] == *g))
                 .filter_map(|r| Table::num(r, value))
                 .collect();
             if !v.is_empty() {
@@ -225,10 +225,14 @@ pub fn gating(dir: &Path) -> Result<Option<Figure>> {
         t.col("extra_error_points")?,
     );
     let mut series = vec![];
-    let mut i = 0;
     let mut lo: f64 = 0.0;
     let mut hi: f64 = 0.0;
-    for e in t.distinct(ce).iter().filter(|e| *e != "ungated") {
+    for (i, e) in t
+        .distinct(ce)
+        .iter()
+        .filter(|e| *e != "ungated")
+        .enumerate()
+    {
         let pts = t.xy(co, cx, |r| r[ce] == *e);
         for p in &pts {
             lo = lo.min(p.0);
@@ -240,7 +244,6 @@ pub fn gating(dir: &Path) -> Result<Option<Figure>> {
             Mark::LinePoints,
             &pts,
         ));
-        i += 1;
     }
     series.insert(
         0,

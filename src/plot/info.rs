@@ -232,7 +232,7 @@ pub fn mi_estimates(dir: &Path) -> Result<Option<Figure>> {
     }
     let mut panels = vec![];
     for case in &cases {
-        let in_case = |r: &[String]| t.col("case").map_or(true, |c| r[c] == *case);
+        let in_case = |r: &[String]| t.col("case").ok().is_none_or(|c| r[c] == *case);
         let mut series = vec![];
         let mut hi: f64 = 0.0;
         for (i, l) in labels.iter().enumerate() {

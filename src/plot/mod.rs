@@ -212,7 +212,8 @@ pub fn main(a: &PlotArgs) -> Result<i32> {
         let plane = figs
             .iter()
             .any(|f| f.name == "information_plane" || f.name == "snr");
-        if !plane && !(opts.estimators.is_empty() && opts.layers.is_empty()) {
+        let picks = !opts.estimators.is_empty() || !opts.layers.is_empty();
+        if picks && !plane {
             bail!("--estimator and --layers pick parts of an information plane, which {} does not have", dir.display());
         }
         (figs, dir.clone())

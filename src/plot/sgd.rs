@@ -261,7 +261,7 @@ pub fn best_lr(dir: &Path) -> Result<Option<Figure>> {
         for b in t.distinct(cb) {
             // Mean final loss per learning rate (over seeds where there are several).
             let pts = t.xy(cl, cf, |r| {
-                r[co] == *o && r[cb] == b && cd.map_or(true, |c| r[c] != "true")
+                r[co] == *o && r[cb] == b && cd.is_none_or(|c| r[c] != "true")
             });
             let top = by_x(&pts).into_iter().min_by(|x, y| x.1.total_cmp(&y.1));
             if let (Some(top), Ok(b)) = (top, b.parse::<f64>()) {
@@ -321,7 +321,7 @@ pub fn distance(dir: &Path) -> Result<Option<Figure>> {
     let arms = ca.map_or(vec![String::new()], |c| t.distinct(c));
     let (mut dist, mut err) = (vec![], vec![]);
     for (i, arm) in arms.iter().enumerate() {
-        let keep = |r: &[String]| ca.map_or(true, |c| r[c] == *arm);
+        let keep = |r: &[String]| ca.is_none_or(|c| r[c] == *arm);
         let label = if arm.is_empty() {
             "run".to_string()
         } else {

@@ -199,6 +199,37 @@ fn parse_cell(s: &str) -> Cell {
     }
 }
 
+/// Up to `n` of a run's final metrics as `key=value`, accuracies first, then errors, then
+/// losses, then the rest (for one-line listings: `stochlab runs`, sweep progress).
+pub fn headline(m: &serde_json::Map<String, serde_json::Value>, n: usize) -> Vec<String> {
+    let rank = |k: &str| {
+        if k.ends_with("acc") {
+            0
+        } else if k.ends_with("err") || k.contains("error") {
+            1
+        } else if k.ends_with("loss") {
+            2
+        } else {
+            3
+        }
+    };
+    let mut keys: Vec<(&String, &serde_json::Number)> = m
+        .iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::Number(x) => Some((k, x)),
+            _ => None,
+        })
+        .collect();
+    keys.sort_by_key(|(k, _)| rank(k));
+    keys.iter()
+        .take(n)
+        .map(|(k, v)| match v.as_f64() {
+            Some(f) if v.is_f64() => format!("{k}={f:.4}"),
+            _ => format!("{k}={v}"),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,35 +263,4 @@ mod tests {
         let v = 0.1f64 + 0.2;
         assert_eq!(Cell::Float(v).render().parse::<f64>().unwrap(), v);
     }
-}
-
-/// Up to `n` of a run's final metrics as `key=value`, accuracies first, then errors, then
-/// losses, then the rest (for one-line listings: `stochlab runs`, sweep progress).
-pub fn headline(m: &serde_json::Map<String, serde_json::Value>, n: usize) -> Vec<String> {
-    let rank = |k: &str| {
-        if k.ends_with("acc") {
-            0
-        } else if k.ends_with("err") || k.contains("error") {
-            1
-        } else if k.ends_with("loss") {
-            2
-        } else {
-            3
-        }
-    };
-    let mut keys: Vec<(&String, &serde_json::Number)> = m
-        .iter()
-        .filter_map(|(k, v)| match v {
-            serde_json::Value::Number(x) => Some((k, x)),
-            _ => None,
-        })
-        .collect();
-    keys.sort_by_key(|(k, _)| rank(k));
-    keys.iter()
-        .take(n)
-        .map(|(k, v)| match v.as_f64() {
-            Some(f) if v.is_f64() => format!("{k}={f:.4}"),
-            _ => format!("{k}={v}"),
-        })
-        .collect()
 }
