@@ -764,11 +764,21 @@ fn sweep_runs_every_job_once_and_skips_them_when_rerun() {
         "2",
         "--name",
         "grid",
-        "-q",
     ];
     let out = run(&args, tmp.path());
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // Progress: the directory and job count, each job's overrides at its start, its
+    // headline metrics at its end.
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("sweeps/grid: 4 jobs, 4 to run (0 already completed)"),
+        "{err}"
+    );
+    assert!(err.contains(": optim.lr=0.02 seed=1\n"), "{err}");
+    assert_eq!(err.matches("completed (").count(), 4, "{err}");
+    assert!(err.contains("test_acc="), "{err}");
     let dir = tmp.path().join("sweeps/grid");
+    assert!(read(&dir.join("sweep.toml")).contains("command = \"train\""));
     let jobs = jobs_csv(&dir);
     assert_eq!(jobs.len(), 4);
     assert!(
@@ -787,6 +797,11 @@ fn sweep_runs_every_job_once_and_skips_them_when_rerun() {
     }
     let again = run(&args, tmp.path());
     assert!(again.status.success());
+    assert!(
+        text(&again.stderr).contains("4 jobs, 0 to run (4 already completed)"),
+        "{}",
+        text(&again.stderr)
+    );
     assert!(
         jobs_csv(&dir).iter().all(|j| j["attempts"] == "1"),
         "completed jobs ran again"
