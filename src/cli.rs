@@ -410,6 +410,7 @@ pub struct CurvatureArgs {
     /// 0 for the full training set.
     #[arg(long, default_value_t = 0)]
     pub batch: i64,
+    /// The curvature matrix: hessian or gauss-newton.
     #[arg(long, value_enum, default_value = "hessian")]
     pub matrix: crate::train::curvature::Matrix,
     /// What to compute, comma-separated: top-k, trace, density.
@@ -418,6 +419,8 @@ pub struct CurvatureArgs {
     /// top-k: how many eigenvalues.
     #[arg(long, default_value_t = 5)]
     pub k: usize,
+    /// Top-k eigenvalues by lanczos (full reorthogonalisation) or power (deflated power
+    /// iteration, as PyHessian).
     #[arg(long, value_enum, default_value = "lanczos")]
     pub method: crate::train::curvature::Method,
     /// top-k: relative tolerance (Lanczos: Ritz residual <= tol*|λ|; power: change of λ).
