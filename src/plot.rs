@@ -34,6 +34,18 @@ impl Csv {
             .position(|h| h == name)
             .ok_or_else(|| anyhow!("no column `{name}`"))
     }
+    /// A quantity whose column carries its unit, `<name>_<unit><suffix>` (e.g. `I_XT_bits`,
+    /// `I_XT_bits_mean`, `true_mi_nats`): the column and the unit.
+    fn with_unit(&self, name: &str, suffix: &str) -> Result<(usize, String)> {
+        ["bits", "nats"]
+            .iter()
+            .find_map(|u| {
+                self.col(&format!("{name}_{u}{suffix}"))
+                    .ok()
+                    .map(|c| (c, u.to_string()))
+            })
+            .ok_or_else(|| anyhow!("no column `{name}_<bits|nats>{suffix}`"))
+    }
 }
 
 /// Registers a TrueType font for text (plotters draws text itself for PNGs).
@@ -110,7 +122,9 @@ pub fn plot(run_dir: &Path) -> Result<Vec<PathBuf>> {
     // Mean over seeds (ib_summary.csv), or a single-seed ib.csv.
     let plane = match rows_of("ib_summary.csv")? {
         Some(summary) => Some(summary),
-        None => rows_of("ib.csv")?.filter(|c| c.col("I_XT").is_ok() && c.col("seed").is_err()),
+        None => {
+            rows_of("ib.csv")?.filter(|c| c.with_unit("I_XT", "").is_ok() && c.col("seed").is_err())
+        }
     };
     if let Some(plane) = &plane {
         figure!("information_plane", (900, 700), information_plane, plane);
@@ -119,7 +133,7 @@ pub fn plot(run_dir: &Path) -> Result<Vec<PathBuf>> {
         figure!("snr", (900, 700), snr, grads);
     }
     if let Some(metrics) = &rows_of(crate::run::METRICS_CSV)? {
-        if metrics.col("true_mi").is_ok() && metrics.col("estimate").is_ok() {
+        if metrics.with_unit("true_mi", "").is_ok() && metrics.with_unit("estimate", "").is_ok() {
             figure!("mi_estimates", (1000, 750), mi_estimates, metrics);
         }
         if metrics.col("epoch").is_ok() && metrics.col("test_loss").is_ok() {
@@ -157,17 +171,12 @@ fn information_plane<DB: DrawingBackend>(
 ) -> Result<()> {
     let (ce, cl, cest) = (csv.col("epoch")?, csv.col("layer")?, csv.col("estimator")?);
     // ib_summary.csv (mean over seeds) or a single-seed ib.csv.
-    let summary = csv.col("I_XT_mean").is_ok();
-    let (cx, cy) = if summary {
-        (csv.col("I_XT_mean")?, csv.col("I_TY_mean")?)
-    } else {
-        (csv.col("I_XT")?, csv.col("I_TY")?)
-    };
-    let units = csv
-        .col("units")
-        .ok()
-        .and_then(|c| csv.rows.first().map(|r| r[c].clone()))
-        .unwrap_or_else(|| "bits".into());
+    let summary = csv.with_unit("I_XT", "_mean").is_ok();
+    let suffix = if summary { "_mean" } else { "" };
+    let ((cx, units), (cy, _)) = (
+        csv.with_unit("I_XT", suffix)?,
+        csv.with_unit("I_TY", suffix)?,
+    );
     let estimator = csv
         .rows
         .first()
@@ -262,7 +271,10 @@ fn mi_estimates<DB: DrawingBackend>(
     area: DrawingArea<DB, plotters::coord::Shift>,
     csv: &Csv,
 ) -> Result<()> {
-    let (ct, ce) = (csv.col("true_mi")?, csv.col("estimate")?);
+    let ((ct, units), (ce, _)) = (
+        csv.with_unit("true_mi", "")?,
+        csv.with_unit("estimate", "")?,
+    );
     let keys: Vec<usize> = ["case", "estimator", "compressor", "dim", "latent_dim"]
         .iter()
         .filter_map(|c| csv.col(c).ok())
@@ -275,11 +287,6 @@ fn mi_estimates<DB: DrawingBackend>(
             .or_default()
             .push((r[ct].parse()?, r[ce].parse()?));
     }
-    let units = csv
-        .col("units")
-        .ok()
-        .and_then(|c| csv.rows.first().map(|r| r[c].clone()))
-        .unwrap_or_else(|| "nats".into());
     let pts = || series.values().flatten();
     let hi = pts().map(|p| p.0.max(p.1)).fold(0.0, f64::max) * 1.05 + 1e-9;
     let lo = pts().map(|p| p.1).fold(0.0, f64::min).min(0.0);
@@ -414,7 +421,7 @@ fn snr<DB: DrawingBackend>(area: DrawingArea<DB, plotters::coord::Shift>, csv: &
         all.iter().copied().fold(f64::INFINITY, f64::min),
         all.iter().copied().fold(0.0, f64::max),
     );
-    let emax = acc.keys().map(|k| k.1).max().unwrap_or(1) as f64 + 1.0;
+    let emax = acc.keys().map(|k| k.1).max().unwrap_or(1).max(1) as f64;
     area.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(&area)
         .caption(
@@ -431,7 +438,7 @@ fn snr<DB: DrawingBackend>(area: DrawingArea<DB, plotters::coord::Shift>, csv: &
         .map_err(err)?;
     chart
         .configure_mesh()
-        .x_desc("epoch + 1")
+        .x_desc("epoch")
         .y_desc("norm")
         .draw()
         .map_err(err)?;
@@ -446,7 +453,7 @@ fn snr<DB: DrawingBackend>(area: DrawingArea<DB, plotters::coord::Shift>, csv: &
         let pts: Vec<(f64, f64, f64)> = acc
             .iter()
             .filter(|(k, _)| k.0 == *layer)
-            .map(|(k, v)| (k.1 as f64 + 1.0, pos(v.0 / v.2), pos(v.1 / v.2)))
+            .map(|(k, v)| (k.1.max(1) as f64, pos(v.0 / v.2), pos(v.1 / v.2)))
             .collect();
         chart
             .draw_series(LineSeries::new(

@@ -55,6 +55,30 @@ impl CsvTable {
             .ok_or_else(|| anyhow!("{} has no column `{column}`", self.name()))
     }
 
+    /// A quantity whose header names its unit (`I_XT_bits`, `true_mi_nats`): the column and the
+    /// unit. Files written before units moved into headers have a plain `I_XT` and a `units`
+    /// column; then the unit is the first row's.
+    pub fn unit_column(&self, name: &str) -> Result<(String, String)> {
+        for u in ["bits", "nats"] {
+            let c = format!("{name}_{u}");
+            if self.has(&c) {
+                return Ok((c, u.to_string()));
+            }
+        }
+        if self.has(name) {
+            let unit = self
+                .col("units")
+                .ok()
+                .and_then(|c| self.rows.first().map(|r| r[c].clone()))
+                .unwrap_or_else(|| "nats".into());
+            return Ok((name.to_string(), unit));
+        }
+        bail!(
+            "{} has no column `{name}_bits` or `{name}_nats`",
+            self.name()
+        )
+    }
+
     /// Rows whose named columns hold the given texts.
     pub fn select(&self, filters: &[(&str, &str)]) -> Result<Vec<&Vec<String>>> {
         let idx: Vec<(usize, &str)> = filters

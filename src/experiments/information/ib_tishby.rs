@@ -13,14 +13,13 @@
 
 use crate::config;
 use crate::data::{split, tishby};
-use crate::experiments::Entry;
+use crate::experiments::{Entry, EvalInput, EvalRow};
 use crate::info::{self, Estimator};
 use crate::nn::Activation;
 use crate::optim::{OptimConfig, OptimName, Optimizer};
 use crate::rng::{self, Stream};
 use crate::run::checkpoint::{self, State};
-use crate::run::metrics::mean_std;
-use crate::run::metrics::MetricsWriter;
+use crate::run::metrics::{json_float, mean_std, Cell, Keep, MetricsWriter};
 use crate::run::progress::Progress;
 use crate::run::{Outcome, RunContext};
 use anyhow::{bail, Result};
@@ -38,10 +37,12 @@ pub const ENTRY: Entry = Entry {
     defaults: include_str!("../../../experiments/ib-tishby.toml"),
     normalize: config::normalize::<Config>,
     train,
-    eval: None,
+    eval: Some(eval),
     information_plane: true,
     claims: CLAIMS,
     variants: &["ib-tishby-relu"],
+    extendable: true,
+    nested_runs: false,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -216,9 +217,13 @@ impl config::Check for Config {
         }
         self.optim.check()
     }
+    fn resolve(&mut self) {
+        self.optim.resolve();
+    }
 }
 
-/// Epochs (states after that many epochs, 0 = initial) at which to log.
+/// Epochs at which to log: row `epoch = e` is the state after e epochs (0 = the initial
+/// weights). The schedule's epochs, and always the final state (`epochs`).
 pub fn logged_epochs(log: &LogSection, epochs: usize) -> Vec<usize> {
     let mut e: Vec<usize> = match log.schedule {
         Schedule::Idnns => {
@@ -235,9 +240,10 @@ pub fn logged_epochs(log: &LogSection, epochs: usize) -> Vec<usize> {
             })
             .collect(),
     };
+    e.push(epochs);
     e.sort_unstable();
     e.dedup();
-    e.retain(|&x| x < epochs);
+    e.retain(|&x| x <= epochs);
     e
 }
 
@@ -410,16 +416,17 @@ fn loss_acc(logits: &Tensor, y: &Tensor, rows: &Tensor) -> (Tensor, Tensor) {
     let logp = l.log_softmax(-1, Kind::Float);
     let s = l.size()[0];
     let target = t.unsqueeze(0).expand([s, -1], false).unsqueeze(2);
+    // Means in double: an accuracy is k/n exactly, not its nearest float32.
     let nll = -logp.gather(2, &target, false).squeeze_dim(2).mean_dim(
         [1i64].as_slice(),
         false,
-        Kind::Float,
+        Kind::Double,
     );
     let acc = l
         .argmax(-1, false)
         .eq_tensor(&t.unsqueeze(0))
-        .to_kind(Kind::Float)
-        .mean_dim([1i64].as_slice(), false, Kind::Float);
+        .to_kind(Kind::Double)
+        .mean_dim([1i64].as_slice(), false, Kind::Double);
     (nll, acc)
 }
 
@@ -479,25 +486,24 @@ struct Outputs {
     grads: MetricsWriter,
 }
 
+/// Long format (one row per seed, epoch, layer and estimator), sorted by seed then epoch.
 const IB_COLS: &[&str] = &[
     "seed",
     "epoch",
     "layer",
     "estimator",
-    "I_XT",
-    "I_TY",
-    "units",
+    "I_XT_bits",
+    "I_TY_bits",
 ];
 const SUMMARY_COLS: &[&str] = &[
     "epoch",
     "layer",
     "estimator",
     "seeds",
-    "I_XT_mean",
-    "I_XT_std",
-    "I_TY_mean",
-    "I_TY_std",
-    "units",
+    "I_XT_bits_mean",
+    "I_XT_bits_std",
+    "I_TY_bits_mean",
+    "I_TY_bits_std",
 ];
 const GRAD_COLS: &[&str] = &["seed", "epoch", "layer", "grad_mean", "grad_std", "snr"];
 const METRIC_COLS: &[&str] = &[
@@ -509,14 +515,18 @@ const METRIC_COLS: &[&str] = &[
     "test_acc",
 ];
 
+/// On resume from a checkpoint after `epoch` epochs: the rows of every epoch up to it.
+fn keep_until(epoch: Option<usize>) -> Option<Keep<'static>> {
+    epoch.map(|e| Keep::AtMost {
+        column: "epoch",
+        value: e as f64,
+    })
+}
+
 impl Outputs {
-    fn open(dir: &Path, keep: Option<&serde_json::Value>) -> Result<Self> {
-        let open = |name: &str, cols: &[&str]| match keep {
-            Some(k) => MetricsWriter::resume(
-                &dir.join(name),
-                cols,
-                k[name].as_u64().unwrap_or(0) as usize,
-            ),
+    fn open(dir: &Path, resumed_at: Option<usize>) -> Result<Self> {
+        let open = |name: &str, cols: &[&str]| match keep_until(resumed_at) {
+            Some(k) => MetricsWriter::resume(&dir.join(name), cols, k),
             None => MetricsWriter::create(&dir.join(name), cols),
         };
         Ok(Outputs {
@@ -525,8 +535,11 @@ impl Outputs {
             grads: open("grads.csv", GRAD_COLS)?,
         })
     }
-    fn rows(&self) -> serde_json::Value {
-        serde_json::json!({ "ib.csv": self.ib.rows(), "ib_summary.csv": self.summary.rows(), "grads.csv": self.grads.rows() })
+
+    /// Long files read seed by seed, epoch by epoch (rows are written epoch by epoch).
+    fn sort(&mut self) -> Result<()> {
+        self.ib.sort_by(&["seed", "epoch"])?;
+        self.grads.sort_by(&["seed", "epoch"])
     }
 }
 
@@ -549,23 +562,10 @@ impl Run<'_> {
             self.nets
                 .forward(&self.data.x.unsqueeze(0).expand([s, -1, -1], false), true)
         });
-        let (tl, ta) = loss_acc(&logits, &self.data.y, &self.data.train);
-        let (vl, va) = loss_acc(&logits, &self.data.y, &self.data.test);
-        let m = Vec::<f32>::try_from(
-            Tensor::stack(&[tl, ta, vl, va], 0)
-                .to_device(Device::Cpu)
-                .flatten(0, -1),
-        )?;
-        for (k, seed) in self.seeds.iter().enumerate() {
-            let at = |i: usize| m[i * self.seeds.len() + k] as f64;
-            ctx.log(vec![
-                (*seed as i64).into(),
-                epoch.into(),
-                at(0).into(),
-                at(1).into(),
-                at(2).into(),
-                at(3).into(),
-            ])?;
+        for (seed, m) in self.seeds.iter().zip(self.scores(&logits)?) {
+            let mut row: Vec<Cell> = vec![(*seed as i64).into(), epoch.into()];
+            row.extend(m.iter().map(|&v| Cell::from(v)));
+            ctx.log(row)?;
         }
         let mi = &self.cfg.mi;
         let params = info::Params {
@@ -601,7 +601,6 @@ impl Run<'_> {
                         e.as_str().into(),
                         ixt[k].into(),
                         ity[k].into(),
-                        "bits".into(),
                     ])?;
                 }
                 let ((xm, xs), (ym, ys)) = (mean_std(ixt), mean_std(ity));
@@ -614,11 +613,49 @@ impl Run<'_> {
                     xs.into(),
                     ym.into(),
                     ys.into(),
-                    "bits".into(),
                 ])?;
             }
         }
         Ok(())
+    }
+
+    /// Per seed: train loss, train accuracy, test loss, test accuracy of these logits.
+    fn scores(&self, logits: &Tensor) -> Result<Vec<[f64; 4]>> {
+        let (tl, ta) = loss_acc(logits, &self.data.y, &self.data.train);
+        let (vl, va) = loss_acc(logits, &self.data.y, &self.data.test);
+        let m = Vec::<f64>::try_from(
+            Tensor::stack(&[tl, ta, vl, va], 0)
+                .to_device(Device::Cpu)
+                .flatten(0, -1),
+        )?;
+        let n = self.seeds.len();
+        Ok((0..n)
+            .map(|k| [m[k], m[n + k], m[2 * n + k], m[3 * n + k]])
+            .collect())
+    }
+
+    /// The headline numbers of the current weights: each score's mean and std over the seeds.
+    fn final_metrics(&self, epochs: usize) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let s = self.seeds.len() as i64;
+        let logits = tch::no_grad(|| {
+            self.nets
+                .forward(&self.data.x.unsqueeze(0).expand([s, -1, -1], false), false)
+                .0
+        });
+        let scores = self.scores(&logits)?;
+        let mut out = serde_json::Map::new();
+        for (i, name) in ["train_loss", "train_acc", "test_loss", "test_acc"]
+            .iter()
+            .enumerate()
+        {
+            let v: Vec<f64> = scores.iter().map(|m| m[i]).collect();
+            let (mean, std) = mean_std(&v);
+            out.insert(format!("{name}_mean"), json_float(mean));
+            out.insert(format!("{name}_std"), json_float(std));
+        }
+        out.insert("seeds".into(), self.seeds.len().into());
+        out.insert("epochs".into(), epochs.into());
+        Ok(out)
     }
 
     fn log_grads(&self, epoch: usize, sums: &GradSums, out: &mut Outputs) -> Result<()> {
@@ -635,7 +672,7 @@ impl Run<'_> {
         let n_s = self.seeds.len();
         for l in 0..stats.len() {
             for (k, seed) in self.seeds.iter().enumerate() {
-                let at = |j: usize| v[(3 * l + j) * n_s + k] as f64;
+                let at = |j: usize| v[(3 * l + j) * n_s + k];
                 out.grads.write(vec![
                     (*seed as i64).into(),
                     epoch.into(),
@@ -650,14 +687,13 @@ impl Run<'_> {
     }
 }
 
-fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
-    let cfg: Config = config::typed(table)?;
-    let device = ctx.device;
-    let seeds: Vec<u64> = (0..cfg.seeds as u64).map(|k| ctx.seed + k).collect();
+/// The networks, optimizer and data of a run (or of an evaluation) of `cfg`.
+fn build<'a>(cfg: &'a Config, seed: u64, device: Device) -> Result<(VarStore, Optimizer, Run<'a>)> {
+    let seeds: Vec<u64> = (0..cfg.seeds as u64).map(|k| seed + k).collect();
     let data = load(&cfg.data, device)?;
     let vs = VarStore::new(device);
     let nets = SeedNets::new(&vs, &cfg.model.widths, &seeds, cfg.model.activation);
-    let mut opt = Optimizer::new(crate::optim::trainable(&vs), &cfg.optim)?;
+    let opt = Optimizer::new(crate::optim::trainable(&vs), &cfg.optim)?;
     let (mi_rows, mi_y) = {
         let rows = match cfg.mi.on {
             MiOn::All => Tensor::arange(data.y.size()[0], (Kind::Int64, device)),
@@ -669,7 +705,7 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
     };
     let onehot = Tensor::eye(2, (Kind::Float, device));
     let run = Run {
-        cfg: &cfg,
+        cfg,
         seeds,
         nets,
         data,
@@ -677,26 +713,57 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
         mi_y,
         onehot,
     };
-    let logged = logged_epochs(&cfg.log, cfg.train.epochs);
+    Ok((vs, opt, run))
+}
 
-    ctx.open_metrics(METRIC_COLS)?;
+fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
+    let cfg: Config = config::typed(table)?;
+    let (vs, mut opt, run) = build(&cfg, ctx.seed, ctx.device)?;
+    ctx.set_seeds(run.seeds.clone());
+    let resumed_at = match &ctx.resume_from {
+        Some(ck) => Some(ck.state()?.epoch),
+        None => None,
+    };
+    ctx.open_metrics_keeping(METRIC_COLS, keep_until(resumed_at))?;
+    let mut out = Outputs::open(&ctx.dir, resumed_at)?;
+    let outcome = train_loop(&cfg, ctx, &vs, &mut opt, &run, &mut out);
+    // Whatever happened, the long files read seed by seed, epoch by epoch.
+    let sorted = out
+        .sort()
+        .and_then(|_| ctx.sort_metrics(&["seed", "epoch"]));
+    let outcome = outcome?;
+    sorted?;
+    if outcome == Outcome::Completed {
+        ctx.set_final_metrics(run.final_metrics(cfg.train.epochs)?);
+    }
+    Ok(outcome)
+}
+
+fn train_loop(
+    cfg: &Config,
+    ctx: &mut RunContext,
+    vs: &VarStore,
+    opt: &mut Optimizer,
+    run: &Run<'_>,
+    out: &mut Outputs,
+) -> Result<Outcome> {
+    let device = ctx.device;
+    let logged = logged_epochs(&cfg.log, cfg.train.epochs);
     let mut epoch = 0;
-    let mut out = match &ctx.resume_from {
+    match &ctx.resume_from {
         Some(ck) => {
             let st = ck.state()?;
-            crate::train::load_weights(&vs, ck, device)?;
+            crate::train::load_weights(vs, ck, device)?;
             opt.load_state(ck.optim_tensors(device)?, &st.optimizer)?;
             epoch = st.epoch;
-            Outputs::open(&ctx.dir, Some(&st.loop_state))?
         }
-        None => Outputs::open(&ctx.dir, None)?,
-    };
-    let save = |ctx: &RunContext,
-                opt: &Optimizer,
-                out: &Outputs,
-                epoch: usize,
-                keep: usize|
-     -> Result<()> {
+        None => {
+            if logged.first() == Some(&0) {
+                run.log_state(0, ctx, out)?;
+            }
+        }
+    }
+    let save = |ctx: &RunContext, opt: &Optimizer, epoch: usize| -> Result<()> {
         let state = State {
             epoch,
             step_in_epoch: 0,
@@ -704,14 +771,14 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
             metrics_rows: ctx.metrics_rows(),
             seed: ctx.seed,
             optimizer: opt.state_scalars(),
-            loop_state: out.rows(),
+            loop_state: serde_json::Value::Null,
         };
         checkpoint::save(
             &ctx.dir,
-            &crate::train::named_variables(&vs),
+            &crate::train::named_variables(vs),
             &opt.state_tensors(),
             &state,
-            keep,
+            2,
         )
         .map(|_| ())
     };
@@ -721,11 +788,10 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
     let b = cfg.train.batch_size.min(n_train);
     let mut progress = Progress::new(&ctx.info.experiment, cfg.train.epochs as u64, ctx.quiet);
     while epoch < cfg.train.epochs {
-        let is_logged = logged.binary_search(&epoch).is_ok();
-        if is_logged {
-            run.log_state(epoch, ctx, &mut out)?;
-        }
-        let mut sums = (is_logged && cfg.log.grads).then(|| GradSums::new(&run.nets));
+        // Gradient statistics of the epoch that leads to a logged state (row `epoch = e`: the
+        // mini-batch gradients of epoch e, which ends in the state after e epochs).
+        let logs_next = logged.binary_search(&(epoch + 1)).is_ok();
+        let mut sums = (logs_next && cfg.log.grads).then(|| GradSums::new(&run.nets));
         let order = permutations(&run.seeds, epoch, n_train, device);
         let mut start = 0;
         while start < n_train {
@@ -752,13 +818,16 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
             opt.step();
             start += len;
         }
-        if let Some(g) = &sums {
-            run.log_grads(epoch, g, &mut out)?;
-        }
         epoch += 1;
+        if let Some(g) = &sums {
+            run.log_grads(epoch, g, out)?;
+        }
+        if logs_next {
+            run.log_state(epoch, ctx, out)?;
+        }
         let every = cfg.train.checkpoint_every.max(1);
         if let Some(sig) = ctx.interrupt.requested() {
-            save(ctx, &opt, &out, epoch, 1)?;
+            save(ctx, opt, epoch)?;
             progress.finish();
             return Ok(Outcome::Interrupted(sig));
         }
@@ -766,12 +835,43 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
             if !bool::try_from(opt.params().isfinite().all())? {
                 bail!("diverged before epoch {epoch}: the weights are no longer finite; lower optim.lr");
             }
-            save(ctx, &opt, &out, epoch, 1)?;
+            save(ctx, opt, epoch)?;
             progress.update(epoch as u64, "");
         }
     }
     progress.finish();
     Ok(Outcome::Completed)
+}
+
+/// `stochlab eval`: every seed's loss and accuracy on the train and test rows, from the
+/// checkpoint (overrides may change the data: another file, split or test fraction).
+fn eval(table: &Table, input: &EvalInput<'_>) -> Result<Vec<EvalRow>> {
+    let cfg: Config = config::typed(table)?;
+    let (vs, _, run) = build(&cfg, input.seed, input.device)?;
+    crate::train::load_weights(&vs, input.checkpoint, input.device)?;
+    let s = run.seeds.len() as i64;
+    let logits = tch::no_grad(|| {
+        run.nets
+            .forward(&run.data.x.unsqueeze(0).expand([s, -1, -1], false), false)
+            .0
+    });
+    let scores = run.scores(&logits)?;
+    let sizes = [run.data.train.size()[0], run.data.test.size()[0]];
+    let mut rows = vec![];
+    for (i, split) in ["train", "test"].iter().enumerate() {
+        for (seed, m) in run.seeds.iter().zip(&scores) {
+            rows.push((
+                split.to_string(),
+                vec![
+                    ("seed".to_string(), Cell::from(*seed as i64)),
+                    ("loss".to_string(), Cell::from(m[2 * i])),
+                    ("acc".to_string(), Cell::from(m[2 * i + 1])),
+                    ("n".to_string(), Cell::from(sizes[i])),
+                ],
+            ));
+        }
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]
@@ -781,8 +881,8 @@ mod tests {
     #[test]
     fn idnns_schedule_has_274_epochs_for_8000() {
         let e = logged_epochs(&LogSection::default(), 8000);
-        assert_eq!(e.len(), 274);
-        assert_eq!((e[0], *e.last().unwrap()), (0, 7999));
+        assert_eq!(e.len(), 274 + 1, "IDNNs' 274 epochs and the final state");
+        assert_eq!((e[0], e[273], e[274]), (0, 7999, 8000));
         let saxe = logged_epochs(
             &LogSection {
                 schedule: Schedule::Saxe,
@@ -805,7 +905,7 @@ mod tests {
             },
             35,
         );
-        assert_eq!(every, vec![0, 10, 20, 30]);
+        assert_eq!(every, vec![0, 10, 20, 30, 35]);
     }
 
     #[test]
@@ -941,6 +1041,15 @@ fn first_estimator(f: &RunFiles) -> Result<String> {
         .ok_or_else(|| anyhow::anyhow!("ib.csv has no rows"))?)
 }
 
+/// The factor from a file's information unit to bits.
+fn to_bits(unit: &str) -> f64 {
+    if unit == "nats" {
+        std::f64::consts::LOG2_E
+    } else {
+        1.0
+    }
+}
+
 /// Layers in ib.csv, the output layer last.
 fn layers(f: &RunFiles) -> Result<Vec<String>> {
     let mut l = f.csv("ib.csv")?.distinct("layer")?;
@@ -954,17 +1063,19 @@ fn output_information(f: &RunFiles) -> Result<Measured> {
     }
     let (ib, est, layers) = (f.csv("ib.csv")?, first_estimator(f)?, layers(f)?);
     let out = layers.last().expect("layers");
-    let curve = claims::mean_by(&ib, "epoch", "I_TY", &[("layer", out), ("estimator", &est)])?;
-    claims::value(curve.last().map_or(f64::NAN, |p| p.1))
+    let (col, unit) = ib.unit_column("I_TY")?;
+    let curve = claims::mean_by(&ib, "epoch", &col, &[("layer", out), ("estimator", &est)])?;
+    claims::value(curve.last().map_or(f64::NAN, |p| p.1) * to_bits(&unit))
 }
 
 /// Hidden layers whose seed-mean I(X;T) falls at least COMPRESSION_BITS after its peak.
 fn compressing(f: &RunFiles, hidden: &[String]) -> Result<f64> {
     let (ib, est) = (f.csv("ib.csv")?, first_estimator(f)?);
+    let (col, unit) = ib.unit_column("I_XT")?;
     let mut n = 0;
     for l in hidden {
-        let curve = claims::mean_by(&ib, "epoch", "I_XT", &[("layer", l), ("estimator", &est)])?;
-        if claims::fall_after_peak(&curve).is_some_and(|d| d >= COMPRESSION_BITS) {
+        let curve = claims::mean_by(&ib, "epoch", &col, &[("layer", l), ("estimator", &est)])?;
+        if claims::fall_after_peak(&curve).is_some_and(|d| d * to_bits(&unit) >= COMPRESSION_BITS) {
             n += 1;
         }
     }
