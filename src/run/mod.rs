@@ -254,6 +254,13 @@ impl RunContext {
         extend_to: Option<usize>,
     ) -> Result<(Self, String)> {
         let mut info = read_info(dir)?;
+        if extend_to.is_none() && info.status == Status::Completed {
+            bail!(
+                "{} already completed; nothing to resume (start a new run, or extend it with `--resume {} train.epochs=N`)",
+                dir.display(),
+                dir.display()
+            );
+        }
         let found = checkpoint::find(dir, true)?;
         let from_epoch = match &found {
             Some(f) => f.checkpoint.state()?.epoch,
@@ -261,11 +268,6 @@ impl RunContext {
         };
         let mut notes = vec![];
         match extend_to {
-            None if info.status == Status::Completed => bail!(
-                "{} already completed; nothing to resume (start a new run, or extend it with `--resume {} train.epochs=N`)",
-                dir.display(),
-                dir.display()
-            ),
             Some(n) if n <= from_epoch => bail!(
                 "{} has already trained {from_epoch} epochs; to extend it pass train.epochs larger than {from_epoch}",
                 dir.display()
