@@ -393,6 +393,16 @@ impl SweepDir {
                 s.error.clone().unwrap_or_default()
             );
         }
+        for s in states.iter().filter(|s| s.status == JobStatus::Running) {
+            if let Some(h) = self.running_elsewhere(s.index) {
+                out += &format!(
+                    "running {} ({}) in {}\n",
+                    s.id,
+                    overrides_text(s),
+                    h.describe()
+                );
+            }
+        }
         if let Ok(slurm) = std::fs::read_to_string(self.dir.join("slurm_job_id")) {
             out += &format!("slurm array job {}", slurm.trim());
             if let Ok(o) = Command::new("sacct")
