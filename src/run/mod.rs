@@ -51,7 +51,6 @@ pub struct Resume {
     pub notes: Vec<String>,
 }
 
-
 /// run.json's `final_metrics`: headline numbers by name, in order.
 pub type FinalMetrics = serde_json::Map<String, serde_json::Value>;
 
