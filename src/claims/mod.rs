@@ -444,6 +444,9 @@ pub fn evaluate(
                 Err(e) => out.reason = crate::run::one_line(&e),
                 Ok(Measured::NotApplicable(why)) => out.reason = why,
                 Ok(Measured::Value(x)) => {
+                    // As every file writes it (15 significant digits), so claims.csv and
+                    // `check --json` give the same number.
+                    let x = crate::run::metrics::clean(x);
                     out.measured = Some(x);
                     if smoke {
                         out.reason = "smoke run: tiny sizes, no verdict".into();

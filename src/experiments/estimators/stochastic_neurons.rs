@@ -504,55 +504,6 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
     Ok(Outcome::Completed)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The acceptance: REINFORCE's mean matches the enumerated gradient within
-    /// Monte-Carlo error; straight-through is biased.
-    #[test]
-    fn reinforce_is_unbiased_and_straight_through_is_not() {
-        let _rng = crate::rng::serial();
-        tch::manual_seed(0);
-        let c = Enumerable {
-            units: 6,
-            samples: 3000,
-            ..Default::default()
-        };
-        let net = Small::new(&c);
-        let exact = net.exact();
-        let stats = |est: Estimator| {
-            let mut b = Reinforce::default();
-            let all = Tensor::stack(
-                &(0..c.samples)
-                    .map(|_| net.estimate(est, &mut b))
-                    .collect::<Vec<_>>(),
-                0,
-            );
-            let mean = all.mean_dim(0, false, Kind::Double);
-            let se = all.std_dim(0, true, false) / (c.samples as f64).sqrt();
-            let z = ((&mean - &exact).abs() / se.clamp_min(1e-12))
-                .max()
-                .double_value(&[]);
-            let bias = (&mean - &exact).norm().double_value(&[]) / exact.norm().double_value(&[]);
-            (z, bias)
-        };
-        let (z, _) = stats(Estimator::Reinforce);
-        // 24 entries: the largest of 24 |N(0,1)| rarely passes 4.
-        assert!(
-            z < 4.5,
-            "REINFORCE mean is {z} standard errors from the exact gradient"
-        );
-        let (z, bias) = stats(Estimator::StraightThrough);
-        assert!(
-            z > 8.0 && bias > 0.1,
-            "straight-through should be biased: z {z}, bias {bias}"
-        );
-    }
-}
-
-// ---- The paper's claims (Bengio et al., stochastic neurons) ---------------------------------
-
 use crate::claims::{self, Claim, Expect, Measured, RunFiles, Scale};
 
 const CLAIMS: &[Claim] = &[
@@ -632,3 +583,52 @@ fn sparse_gating(f: &RunFiles) -> Result<Measured> {
     }
     claims::value(best)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The acceptance: REINFORCE's mean matches the enumerated gradient within
+    /// Monte-Carlo error; straight-through is biased.
+    #[test]
+    fn reinforce_is_unbiased_and_straight_through_is_not() {
+        let _rng = crate::rng::serial();
+        tch::manual_seed(0);
+        let c = Enumerable {
+            units: 6,
+            samples: 3000,
+            ..Default::default()
+        };
+        let net = Small::new(&c);
+        let exact = net.exact();
+        let stats = |est: Estimator| {
+            let mut b = Reinforce::default();
+            let all = Tensor::stack(
+                &(0..c.samples)
+                    .map(|_| net.estimate(est, &mut b))
+                    .collect::<Vec<_>>(),
+                0,
+            );
+            let mean = all.mean_dim(0, false, Kind::Double);
+            let se = all.std_dim(0, true, false) / (c.samples as f64).sqrt();
+            let z = ((&mean - &exact).abs() / se.clamp_min(1e-12))
+                .max()
+                .double_value(&[]);
+            let bias = (&mean - &exact).norm().double_value(&[]) / exact.norm().double_value(&[]);
+            (z, bias)
+        };
+        let (z, _) = stats(Estimator::Reinforce);
+        // 24 entries: the largest of 24 |N(0,1)| rarely passes 4.
+        assert!(
+            z < 4.5,
+            "REINFORCE mean is {z} standard errors from the exact gradient"
+        );
+        let (z, bias) = stats(Estimator::StraightThrough);
+        assert!(
+            z > 8.0 && bias > 0.1,
+            "straight-through should be biased: z {z}, bias {bias}"
+        );
+    }
+}
+
+// ---- The paper's claims (Bengio et al., stochastic neurons) ---------------------------------

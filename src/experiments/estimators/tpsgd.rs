@@ -395,7 +395,7 @@ fn mlp_rows(f: &RunFiles) -> Result<Vec<(String, f64, f64)>> {
         .collect()
 }
 
-fn best<'a>(rows: &'a [(String, f64, f64)], tp_only: bool) -> Option<&'a (String, f64, f64)> {
+fn best(rows: &[(String, f64, f64)], tp_only: bool) -> Option<&(String, f64, f64)> {
     rows.iter()
         .filter(|r| r.0 != "backprop" && (!tp_only || r.0.starts_with("tp-")))
         .max_by(|a, b| a.1.total_cmp(&b.1))

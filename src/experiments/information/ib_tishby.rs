@@ -874,6 +874,155 @@ fn eval(table: &Table, input: &EvalInput<'_>) -> Result<Vec<EvalRow>> {
     Ok(rows)
 }
 
+use crate::claims::{self, Claim, Expect, Measured, RunFiles, Scale};
+
+/// A hidden layer "compresses" when its seed-mean I(X;T) falls this far after its peak (bits).
+const COMPRESSION_BITS: f64 = 0.5;
+
+const CLAIMS: &[Claim] = &[
+    Claim {
+        id: "output-information",
+        statement: "the output layer ends with I(T;Y) close to H(Y) = 1 bit (Fig. 3; threshold 0.9 bits from the issue, seed mean, first estimator)",
+        paper: "≈ 1 bit",
+        expect: Expect::AtLeast(0.9),
+        unit: "bits",
+        scale: Scale::Both,
+        variant: None,
+        measure: output_information,
+    },
+    Claim {
+        id: "compression",
+        statement: "after fitting, the hidden layers compress: count of the last four hidden layers whose seed-mean I(X;T) falls ≥ 0.5 bits after its peak (Fig. 3)",
+        paper: "all layers compress",
+        expect: Expect::AtLeast(2.0),
+        unit: "layers",
+        scale: Scale::Both,
+        variant: None,
+        measure: compressing_top_layers,
+    },
+    Claim {
+        id: "snr-drop",
+        statement: "gradient SNR drops from the drift phase to the diffusion phase: peak seed-mean SNR over the mean of the last 20 % of logged epochs, smaller of the top two layers (Fig. 4; factor 10 from the issue)",
+        paper: "orders of magnitude",
+        expect: Expect::AtLeast(10.0),
+        unit: "×",
+        scale: Scale::Both,
+        variant: None,
+        measure: snr_drop,
+    },
+    Claim {
+        id: "relu-no-compression",
+        statement: "Saxe et al.: with ReLU hidden layers no layer compresses: count of hidden layers whose seed-mean I(X;T) falls ≥ 0.5 bits after its peak (ib-tishby-relu)",
+        paper: "0 layers",
+        expect: Expect::AtMost(0.0),
+        unit: "layers",
+        scale: Scale::Both,
+        variant: Some("ib-tishby-relu"),
+        measure: compressing_relu_layers,
+    },
+];
+
+fn activation(f: &RunFiles) -> String {
+    f.cfg_str("model.activation").unwrap_or("tanh").to_string()
+}
+
+fn needs(f: &RunFiles, want: &str) -> Option<Measured> {
+    let act = activation(f);
+    (act != want).then(|| {
+        Measured::NotApplicable(format!("claim of the {want} network; this run uses {act}"))
+    })
+}
+
+/// The first estimator the run used (the one the claims read).
+fn first_estimator(f: &RunFiles) -> Result<String> {
+    let ib = f.csv("ib.csv")?;
+    ib.distinct("estimator")?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("ib.csv has no rows"))
+}
+
+/// The factor from a file's information unit to bits.
+fn to_bits(unit: &str) -> f64 {
+    if unit == "nats" {
+        std::f64::consts::LOG2_E
+    } else {
+        1.0
+    }
+}
+
+/// Layers in ib.csv, the output layer last.
+fn layers(f: &RunFiles) -> Result<Vec<String>> {
+    let mut l = f.csv("ib.csv")?.distinct("layer")?;
+    l.sort_by_key(|x| x.parse::<i64>().unwrap_or(0));
+    Ok(l)
+}
+
+fn output_information(f: &RunFiles) -> Result<Measured> {
+    if let Some(na) = needs(f, "tanh") {
+        return Ok(na);
+    }
+    let (ib, est, layers) = (f.csv("ib.csv")?, first_estimator(f)?, layers(f)?);
+    let out = layers.last().expect("layers");
+    let (col, unit) = ib.unit_column("I_TY")?;
+    let curve = claims::mean_by(&ib, "epoch", &col, &[("layer", out), ("estimator", &est)])?;
+    claims::value(curve.last().map_or(f64::NAN, |p| p.1) * to_bits(&unit))
+}
+
+/// Hidden layers whose seed-mean I(X;T) falls at least COMPRESSION_BITS after its peak.
+fn compressing(f: &RunFiles, hidden: &[String]) -> Result<f64> {
+    let (ib, est) = (f.csv("ib.csv")?, first_estimator(f)?);
+    let (col, unit) = ib.unit_column("I_XT")?;
+    let mut n = 0;
+    for l in hidden {
+        let curve = claims::mean_by(&ib, "epoch", &col, &[("layer", l), ("estimator", &est)])?;
+        if claims::fall_after_peak(&curve).is_some_and(|d| d * to_bits(&unit) >= COMPRESSION_BITS) {
+            n += 1;
+        }
+    }
+    Ok(n as f64)
+}
+
+fn compressing_top_layers(f: &RunFiles) -> Result<Measured> {
+    if let Some(na) = needs(f, "tanh") {
+        return Ok(na);
+    }
+    let l = layers(f)?;
+    let hidden = &l[..l.len() - 1];
+    claims::value(compressing(f, &hidden[hidden.len().saturating_sub(4)..])?)
+}
+
+fn compressing_relu_layers(f: &RunFiles) -> Result<Measured> {
+    if let Some(na) = needs(f, "relu") {
+        return Ok(na);
+    }
+    let l = layers(f)?;
+    claims::value(compressing(f, &l[..l.len() - 1])?)
+}
+
+fn snr_drop(f: &RunFiles) -> Result<Measured> {
+    if let Some(na) = needs(f, "tanh") {
+        return Ok(na);
+    }
+    if f.cfg_bool("log.grads") == Some(false) {
+        return Ok(Measured::NotApplicable(
+            "gradient statistics switched off (log.grads = false)".into(),
+        ));
+    }
+    let grads = f.csv("grads.csv")?;
+    let mut l = grads.distinct("layer")?;
+    l.sort_by_key(|x| x.parse::<i64>().unwrap_or(0));
+    let mut worst = f64::INFINITY;
+    for layer in &l[l.len().saturating_sub(2)..] {
+        let curve = claims::mean_by(&grads, "epoch", "snr", &[("layer", layer)])?;
+        let tail = (curve.len() / 5).max(1);
+        let late = curve[curve.len() - tail..].iter().map(|p| p.1).sum::<f64>() / tail as f64;
+        let peak = curve.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+        worst = worst.min(peak / late);
+    }
+    claims::value(worst)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -971,153 +1120,3 @@ mod tests {
 }
 
 // ---- The paper's claims (Shwartz-Ziv & Tishby; Saxe et al. for the ReLU control) ----------
-
-use crate::claims::{self, Claim, Expect, Measured, RunFiles, Scale};
-
-/// A hidden layer "compresses" when its seed-mean I(X;T) falls this far after its peak (bits).
-const COMPRESSION_BITS: f64 = 0.5;
-
-const CLAIMS: &[Claim] = &[
-    Claim {
-        id: "output-information",
-        statement: "the output layer ends with I(T;Y) close to H(Y) = 1 bit (Fig. 3; threshold 0.9 bits from the issue, seed mean, first estimator)",
-        paper: "≈ 1 bit",
-        expect: Expect::AtLeast(0.9),
-        unit: "bits",
-        scale: Scale::Both,
-        variant: None,
-        measure: output_information,
-    },
-    Claim {
-        id: "compression",
-        statement: "after fitting, the hidden layers compress: count of the last four hidden layers whose seed-mean I(X;T) falls ≥ 0.5 bits after its peak (Fig. 3)",
-        paper: "all layers compress",
-        expect: Expect::AtLeast(2.0),
-        unit: "layers",
-        scale: Scale::Both,
-        variant: None,
-        measure: compressing_top_layers,
-    },
-    Claim {
-        id: "snr-drop",
-        statement: "gradient SNR drops from the drift phase to the diffusion phase: peak seed-mean SNR over the mean of the last 20 % of logged epochs, smaller of the top two layers (Fig. 4; factor 10 from the issue)",
-        paper: "orders of magnitude",
-        expect: Expect::AtLeast(10.0),
-        unit: "×",
-        scale: Scale::Both,
-        variant: None,
-        measure: snr_drop,
-    },
-    Claim {
-        id: "relu-no-compression",
-        statement: "Saxe et al.: with ReLU hidden layers no layer compresses: count of hidden layers whose seed-mean I(X;T) falls ≥ 0.5 bits after its peak (ib-tishby-relu)",
-        paper: "0 layers",
-        expect: Expect::AtMost(0.0),
-        unit: "layers",
-        scale: Scale::Both,
-        variant: Some("ib-tishby-relu"),
-        measure: compressing_relu_layers,
-    },
-];
-
-fn activation(f: &RunFiles) -> String {
-    f.cfg_str("model.activation").unwrap_or("tanh").to_string()
-}
-
-fn needs(f: &RunFiles, want: &str) -> Option<Measured> {
-    let act = activation(f);
-    (act != want).then(|| {
-        Measured::NotApplicable(format!("claim of the {want} network; this run uses {act}"))
-    })
-}
-
-/// The first estimator the run used (the one the claims read).
-fn first_estimator(f: &RunFiles) -> Result<String> {
-    let ib = f.csv("ib.csv")?;
-    Ok(ib
-        .distinct("estimator")?
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("ib.csv has no rows"))?)
-}
-
-/// The factor from a file's information unit to bits.
-fn to_bits(unit: &str) -> f64 {
-    if unit == "nats" {
-        std::f64::consts::LOG2_E
-    } else {
-        1.0
-    }
-}
-
-/// Layers in ib.csv, the output layer last.
-fn layers(f: &RunFiles) -> Result<Vec<String>> {
-    let mut l = f.csv("ib.csv")?.distinct("layer")?;
-    l.sort_by_key(|x| x.parse::<i64>().unwrap_or(0));
-    Ok(l)
-}
-
-fn output_information(f: &RunFiles) -> Result<Measured> {
-    if let Some(na) = needs(f, "tanh") {
-        return Ok(na);
-    }
-    let (ib, est, layers) = (f.csv("ib.csv")?, first_estimator(f)?, layers(f)?);
-    let out = layers.last().expect("layers");
-    let (col, unit) = ib.unit_column("I_TY")?;
-    let curve = claims::mean_by(&ib, "epoch", &col, &[("layer", out), ("estimator", &est)])?;
-    claims::value(curve.last().map_or(f64::NAN, |p| p.1) * to_bits(&unit))
-}
-
-/// Hidden layers whose seed-mean I(X;T) falls at least COMPRESSION_BITS after its peak.
-fn compressing(f: &RunFiles, hidden: &[String]) -> Result<f64> {
-    let (ib, est) = (f.csv("ib.csv")?, first_estimator(f)?);
-    let (col, unit) = ib.unit_column("I_XT")?;
-    let mut n = 0;
-    for l in hidden {
-        let curve = claims::mean_by(&ib, "epoch", &col, &[("layer", l), ("estimator", &est)])?;
-        if claims::fall_after_peak(&curve).is_some_and(|d| d * to_bits(&unit) >= COMPRESSION_BITS) {
-            n += 1;
-        }
-    }
-    Ok(n as f64)
-}
-
-fn compressing_top_layers(f: &RunFiles) -> Result<Measured> {
-    if let Some(na) = needs(f, "tanh") {
-        return Ok(na);
-    }
-    let l = layers(f)?;
-    let hidden = &l[..l.len() - 1];
-    claims::value(compressing(f, &hidden[hidden.len().saturating_sub(4)..])?)
-}
-
-fn compressing_relu_layers(f: &RunFiles) -> Result<Measured> {
-    if let Some(na) = needs(f, "relu") {
-        return Ok(na);
-    }
-    let l = layers(f)?;
-    claims::value(compressing(f, &l[..l.len() - 1])?)
-}
-
-fn snr_drop(f: &RunFiles) -> Result<Measured> {
-    if let Some(na) = needs(f, "tanh") {
-        return Ok(na);
-    }
-    if f.cfg_bool("log.grads") == Some(false) {
-        return Ok(Measured::NotApplicable(
-            "gradient statistics switched off (log.grads = false)".into(),
-        ));
-    }
-    let grads = f.csv("grads.csv")?;
-    let mut l = grads.distinct("layer")?;
-    l.sort_by_key(|x| x.parse::<i64>().unwrap_or(0));
-    let mut worst = f64::INFINITY;
-    for layer in &l[l.len().saturating_sub(2)..] {
-        let curve = claims::mean_by(&grads, "epoch", "snr", &[("layer", layer)])?;
-        let tail = (curve.len() / 5).max(1);
-        let late = curve[curve.len() - tail..].iter().map(|p| p.1).sum::<f64>() / tail as f64;
-        let peak = curve.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
-        worst = worst.min(peak / late);
-    }
-    claims::value(worst)
-}

@@ -376,83 +376,6 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
     Ok(outcome)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn last(f: Function, o: OptimName) -> (f64, f64) {
-        let rows = descend(f, o, &Functions::default(), Device::Cpu).unwrap();
-        let end = rows.last().unwrap();
-        (end.x, end.f)
-    }
-
-    #[test]
-    fn functions_are_continuous_where_the_paper_says() {
-        let at = |f: Function, x: f64| f.eval(&Tensor::from_slice(&[x])).double_value(&[0]);
-        assert!(
-            (at(Function::F3, 0.5) - 0.25).abs() < 1e-12
-                && (at(Function::F3, 0.4) - 0.35).abs() < 1e-12
-        );
-        assert!(
-            (at(Function::F3, 0.4000001) - 0.35).abs() < 1e-6
-                && (at(Function::F3, -0.5) - 0.25).abs() < 1e-12
-        );
-        assert!(
-            (at(Function::F1, 0.2) - 0.05).abs() < 1e-12 && at(Function::F1, -0.3).abs() < 1e-12
-        );
-        assert!((at(Function::F2, -0.9) - at(Function::F2, -0.9000001)).abs() < 1e-4);
-    }
-
-    /// The paper's headline 1-D result: Adam stalls in F1's local minimum and near 0 on F2;
-    /// diffGrad reaches F1's global minimum and F2's minimum near −0.643.
-    #[test]
-    fn adam_stalls_where_diffgrad_reaches_the_minimum() {
-        let (x, fx) = last(Function::F1, OptimName::Adam);
-        assert!(
-            (x - 0.2).abs() < 0.02 && (fx - 0.05).abs() < 1e-3,
-            "adam on F1: x = {x}, f = {fx}"
-        );
-        let (x, fx) = last(Function::F1, OptimName::DiffGrad);
-        assert!(
-            (x + 0.3).abs() < 0.02 && fx < 1e-3,
-            "diffgrad on F1: x = {x}, f = {fx}"
-        );
-        let (x, fx) = last(Function::F2, OptimName::Adam);
-        assert!(
-            x.abs() < 0.1 && (fx - 0.85).abs() < 0.05,
-            "adam on F2: x = {x}, f = {fx}"
-        );
-        let (x, _) = last(Function::F2, OptimName::DiffGrad);
-        assert!((x + 0.643).abs() < 0.02, "diffgrad on F2: x = {x}");
-    }
-
-    #[test]
-    fn per_optimizer_overrides_apply_and_bad_names_are_caught() {
-        let mut cfg = Config::default();
-        let mut sgd = Table::new();
-        sgd.insert("lr".into(), toml::Value::Float(0.05));
-        sgd.insert("momentum".into(), toml::Value::Float(0.9));
-        cfg.networks.optim.insert("sgd".into(), sgd);
-        let c = cfg.child_config(OptimName::Sgd).unwrap();
-        assert_eq!(
-            (c.optim.name, c.optim.lr, c.optim.momentum),
-            (OptimName::Sgd, 0.05, 0.9)
-        );
-        assert_eq!(
-            cfg.child_config(OptimName::Adam).unwrap().optim.lr,
-            cfg.optim.lr
-        );
-        cfg.networks.optim.insert("sdg".into(), Table::new());
-        assert!(config::Check::check(&cfg)
-            .unwrap_err()
-            .to_string()
-            .contains("networks.optim.sdg"));
-        assert_eq!(mean_std(&[1.0, 3.0]), (2.0, 2f64.sqrt()));
-    }
-}
-
-// ---- The paper's claims (Dubey et al., diffGrad) -------------------------------------------
-
 use crate::claims::{self, Claim, Expect, Measured, RunFiles, Scale};
 
 const CLAIMS: &[Claim] = &[
@@ -560,3 +483,80 @@ fn accuracy_gap(f: &RunFiles) -> Result<Measured> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last(f: Function, o: OptimName) -> (f64, f64) {
+        let rows = descend(f, o, &Functions::default(), Device::Cpu).unwrap();
+        let end = rows.last().unwrap();
+        (end.x, end.f)
+    }
+
+    #[test]
+    fn functions_are_continuous_where_the_paper_says() {
+        let at = |f: Function, x: f64| f.eval(&Tensor::from_slice(&[x])).double_value(&[0]);
+        assert!(
+            (at(Function::F3, 0.5) - 0.25).abs() < 1e-12
+                && (at(Function::F3, 0.4) - 0.35).abs() < 1e-12
+        );
+        assert!(
+            (at(Function::F3, 0.4000001) - 0.35).abs() < 1e-6
+                && (at(Function::F3, -0.5) - 0.25).abs() < 1e-12
+        );
+        assert!(
+            (at(Function::F1, 0.2) - 0.05).abs() < 1e-12 && at(Function::F1, -0.3).abs() < 1e-12
+        );
+        assert!((at(Function::F2, -0.9) - at(Function::F2, -0.9000001)).abs() < 1e-4);
+    }
+
+    /// The paper's headline 1-D result: Adam stalls in F1's local minimum and near 0 on F2;
+    /// diffGrad reaches F1's global minimum and F2's minimum near −0.643.
+    #[test]
+    fn adam_stalls_where_diffgrad_reaches_the_minimum() {
+        let (x, fx) = last(Function::F1, OptimName::Adam);
+        assert!(
+            (x - 0.2).abs() < 0.02 && (fx - 0.05).abs() < 1e-3,
+            "adam on F1: x = {x}, f = {fx}"
+        );
+        let (x, fx) = last(Function::F1, OptimName::DiffGrad);
+        assert!(
+            (x + 0.3).abs() < 0.02 && fx < 1e-3,
+            "diffgrad on F1: x = {x}, f = {fx}"
+        );
+        let (x, fx) = last(Function::F2, OptimName::Adam);
+        assert!(
+            x.abs() < 0.1 && (fx - 0.85).abs() < 0.05,
+            "adam on F2: x = {x}, f = {fx}"
+        );
+        let (x, _) = last(Function::F2, OptimName::DiffGrad);
+        assert!((x + 0.643).abs() < 0.02, "diffgrad on F2: x = {x}");
+    }
+
+    #[test]
+    fn per_optimizer_overrides_apply_and_bad_names_are_caught() {
+        let mut cfg = Config::default();
+        let mut sgd = Table::new();
+        sgd.insert("lr".into(), toml::Value::Float(0.05));
+        sgd.insert("momentum".into(), toml::Value::Float(0.9));
+        cfg.networks.optim.insert("sgd".into(), sgd);
+        let c = cfg.child_config(OptimName::Sgd).unwrap();
+        assert_eq!(
+            (c.optim.name, c.optim.lr, c.optim.momentum),
+            (OptimName::Sgd, 0.05, 0.9)
+        );
+        assert_eq!(
+            cfg.child_config(OptimName::Adam).unwrap().optim.lr,
+            cfg.optim.lr
+        );
+        cfg.networks.optim.insert("sdg".into(), Table::new());
+        assert!(config::Check::check(&cfg)
+            .unwrap_err()
+            .to_string()
+            .contains("networks.optim.sdg"));
+        assert_eq!(mean_std(&[1.0, 3.0]), (2.0, 2f64.sqrt()));
+    }
+}
+
+// ---- The paper's claims (Dubey et al., diffGrad) -------------------------------------------

@@ -511,71 +511,6 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
     Ok(Outcome::Completed)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scaled_model_is_zero_at_initialisation_and_data_have_the_density_asked() {
-        let _rng = crate::rng::serial();
-        tch::manual_seed(0);
-        let p = Perceptron {
-            chi: 2.0,
-            ..Default::default()
-        };
-        let (x, y) = perceptron_data(20000, &p);
-        assert!(y.eq_tensor(&x.select(1, 0).sign()).all().int64_value(&[]) == 1);
-        // E[x₁²] for density ∝ |x|^χ e^{−x²/2} is χ + 1.
-        let m2 = x.select(1, 0).square().mean(Kind::Double).double_value(&[]);
-        assert!((m2 - 3.0).abs() < 0.1, "{m2}");
-        // A replica that never steps (max_steps 0) stays at w₀: f = 0, every margin 0, error ½.
-        let q = Perceptron {
-            max_steps: 0,
-            temperatures: vec![0.1],
-            n_test: 4000,
-            ..p
-        };
-        let r = &perceptron_replicas(&q, 64, Device::Cpu)[0];
-        assert_eq!((r.steps, r.dist), (-1, 0.0));
-        assert!(
-            (r.test_err - 1.0).abs() < 1e-12,
-            "f = 0 everywhere: every margin is 0, counted as an error"
-        );
-        let all = [true; 3];
-        let tc = critical_temperature(&[1.0, 10.0, 100.0], &[1.0, 1.0, 3.0], &all, 2.0);
-        assert!((tc - 10f64.powf(1.5)).abs() < 1e-9);
-        assert!(critical_temperature(&[1.0, 10.0], &[1.0, 1.2], &all[..2], 2.0).is_nan());
-        // An unfitted low-temperature replica is not the reference.
-        let tc = critical_temperature(
-            &[0.1, 1.0, 10.0, 100.0],
-            &[0.2, 1.0, 1.0, 3.0],
-            &[false, true, true, true],
-            2.0,
-        );
-        assert!((tc - 10f64.powf(1.5)).abs() < 1e-9);
-    }
-
-    #[test]
-    fn perceptron_fits_its_training_set() {
-        let _rng = crate::rng::serial();
-        tch::manual_seed(1);
-        let p = Perceptron {
-            temperatures: vec![0.01, 0.1],
-            ..Default::default()
-        };
-        for r in perceptron_replicas(&p, 64, Device::Cpu) {
-            assert!(
-                r.steps > 0 && r.dist > 0.0 && r.test_err < 0.3,
-                "steps {} err {}",
-                r.steps,
-                r.test_err
-            );
-        }
-    }
-}
-
-// ---- The paper's claims (Sclocchi et al., Dissecting the effects of SGD noise) -------------
-
 use crate::claims::{self, Claim, Expect, Measured, RunFiles, Scale};
 
 const CLAIMS: &[Claim] = &[
@@ -657,3 +592,68 @@ mod claim_tests {
         assert_eq!(interior_extremum(&[1.0]), 0.0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaled_model_is_zero_at_initialisation_and_data_have_the_density_asked() {
+        let _rng = crate::rng::serial();
+        tch::manual_seed(0);
+        let p = Perceptron {
+            chi: 2.0,
+            ..Default::default()
+        };
+        let (x, y) = perceptron_data(20000, &p);
+        assert!(y.eq_tensor(&x.select(1, 0).sign()).all().int64_value(&[]) == 1);
+        // E[x₁²] for density ∝ |x|^χ e^{−x²/2} is χ + 1.
+        let m2 = x.select(1, 0).square().mean(Kind::Double).double_value(&[]);
+        assert!((m2 - 3.0).abs() < 0.1, "{m2}");
+        // A replica that never steps (max_steps 0) stays at w₀: f = 0, every margin 0, error ½.
+        let q = Perceptron {
+            max_steps: 0,
+            temperatures: vec![0.1],
+            n_test: 4000,
+            ..p
+        };
+        let r = &perceptron_replicas(&q, 64, Device::Cpu)[0];
+        assert_eq!((r.steps, r.dist), (-1, 0.0));
+        assert!(
+            (r.test_err - 1.0).abs() < 1e-12,
+            "f = 0 everywhere: every margin is 0, counted as an error"
+        );
+        let all = [true; 3];
+        let tc = critical_temperature(&[1.0, 10.0, 100.0], &[1.0, 1.0, 3.0], &all, 2.0);
+        assert!((tc - 10f64.powf(1.5)).abs() < 1e-9);
+        assert!(critical_temperature(&[1.0, 10.0], &[1.0, 1.2], &all[..2], 2.0).is_nan());
+        // An unfitted low-temperature replica is not the reference.
+        let tc = critical_temperature(
+            &[0.1, 1.0, 10.0, 100.0],
+            &[0.2, 1.0, 1.0, 3.0],
+            &[false, true, true, true],
+            2.0,
+        );
+        assert!((tc - 10f64.powf(1.5)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn perceptron_fits_its_training_set() {
+        let _rng = crate::rng::serial();
+        tch::manual_seed(1);
+        let p = Perceptron {
+            temperatures: vec![0.01, 0.1],
+            ..Default::default()
+        };
+        for r in perceptron_replicas(&p, 64, Device::Cpu) {
+            assert!(
+                r.steps > 0 && r.dist > 0.0 && r.test_err < 0.3,
+                "steps {} err {}",
+                r.steps,
+                r.test_err
+            );
+        }
+    }
+}
+
+// ---- The paper's claims (Sclocchi et al., Dissecting the effects of SGD noise) -------------

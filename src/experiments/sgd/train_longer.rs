@@ -273,35 +273,6 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
     Ok(stopped.unwrap_or(Outcome::Completed))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn arms_accumulate_the_papers_fixes() {
-        let mut cfg = Config::default();
-        cfg.base.optim.lr = 0.1;
-        cfg.base.train.epochs = 4;
-        cfg.base.optim.schedule.milestones = vec![2.0, 3.0];
-        let small = cfg.arm_config(Arm::Small);
-        assert_eq!((small.train.batch_size, small.optim.lr), (32, 0.1));
-        assert!(small.train.distance_from_init);
-        let large = cfg.arm_config(Arm::Large);
-        assert_eq!((large.train.batch_size, large.optim.lr), (1024, 0.1));
-        let sqrt = cfg.arm_config(Arm::LargeSqrtLr);
-        assert!((sqrt.optim.lr - 0.1 * 32f64.sqrt()).abs() < 1e-12);
-        assert_eq!(sqrt.model.ghost_batch, 0);
-        let gbn = cfg.arm_config(Arm::LargeGhostBn);
-        assert_eq!(gbn.model.ghost_batch, 32);
-        let ra = cfg.arm_config(Arm::LargeRegime);
-        assert_eq!(ra.train.epochs, 128);
-        assert_eq!(ra.optim.schedule.milestones, vec![64.0, 96.0]);
-        assert_eq!(ra.model.ghost_batch, 32);
-    }
-}
-
-// ---- The paper's claims (Hoffer et al., Train longer, generalize better) -------------------
-
 use crate::claims::{self, Claim, Expect, Measured, RunFiles, Scale};
 
 const CLAIMS: &[Claim] = &[
@@ -370,3 +341,32 @@ fn log_distance(f: &RunFiles) -> Result<Measured> {
     }
     claims::value(r2.iter().copied().fold(f64::INFINITY, f64::min))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arms_accumulate_the_papers_fixes() {
+        let mut cfg = Config::default();
+        cfg.base.optim.lr = 0.1;
+        cfg.base.train.epochs = 4;
+        cfg.base.optim.schedule.milestones = vec![2.0, 3.0];
+        let small = cfg.arm_config(Arm::Small);
+        assert_eq!((small.train.batch_size, small.optim.lr), (32, 0.1));
+        assert!(small.train.distance_from_init);
+        let large = cfg.arm_config(Arm::Large);
+        assert_eq!((large.train.batch_size, large.optim.lr), (1024, 0.1));
+        let sqrt = cfg.arm_config(Arm::LargeSqrtLr);
+        assert!((sqrt.optim.lr - 0.1 * 32f64.sqrt()).abs() < 1e-12);
+        assert_eq!(sqrt.model.ghost_batch, 0);
+        let gbn = cfg.arm_config(Arm::LargeGhostBn);
+        assert_eq!(gbn.model.ghost_batch, 32);
+        let ra = cfg.arm_config(Arm::LargeRegime);
+        assert_eq!(ra.train.epochs, 128);
+        assert_eq!(ra.optim.schedule.milestones, vec![64.0, 96.0]);
+        assert_eq!(ra.model.ghost_batch, 32);
+    }
+}
+
+// ---- The paper's claims (Hoffer et al., Train longer, generalize better) -------------------
