@@ -26,7 +26,7 @@ def main():
     layers = defaultdict(list)
     for r in rows:
         if r["estimator"] == est:
-            layers[int(r["layer"])].append((int(r["epoch"]), float(r["I_XT_mean"]), float(r["I_TY_mean"])))
+            layers[int(r["layer"])].append((int(r["epoch"]), float(r["I_XT_bits_mean"]), float(r["I_TY_bits_mean"])))
     out = max(layers)
     seeds = rows[0]["seeds"]
     print(f"estimator {est}, {seeds} seeds, {len(layers[out])} logged epochs")

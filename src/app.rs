@@ -14,6 +14,10 @@ use std::path::{Path, PathBuf};
 pub fn main(cli: Cli) -> Result<i32> {
     let g = cli.global;
     refuse_unused(&g, &cli.command)?;
+    if g.data_dir.is_none() {
+        // No folder named: ./data first, then the binary's repository's data/.
+        crate::data::files::set_fallbacks(crate::data::files::repository_data_dirs());
+    }
     match cli.command {
         Command::List {
             names,
@@ -242,6 +246,7 @@ fn show_config(g: &GlobalOpts, args: ConfigArgs) -> Result<i32> {
 
 fn train(g: &GlobalOpts, args: TrainArgs, command: &str) -> Result<i32> {
     let opts = options(g)?;
+    let fresh = args.resume.is_none();
     let (mut ctx, table, thresholds, entry) = match &args.resume {
         Some(dir) => reopen(g, &args, dir, &opts)?,
         None => {
@@ -289,6 +294,18 @@ fn train(g: &GlobalOpts, args: TrainArgs, command: &str) -> Result<i32> {
         );
     }
     let outcome = (entry.train)(&table, &mut ctx);
+    if fresh && outcome.is_err() && !ctx.wrote_results() {
+        // Failed while setting up (a config the data or model reject): nothing ran, so no run
+        // directory is left behind; the error says why.
+        if std::fs::remove_dir_all(&ctx.dir).is_ok() && !ctx.quiet {
+            eprintln!(
+                "[{}] removed {}: the run failed before it started",
+                entry.name,
+                ctx.dir.display()
+            );
+        }
+        return outcome.map(|_| 1);
+    }
     // The paper's claims, from the files the run wrote (what `stochlab check` recomputes).
     let checked = match outcome {
         Ok(Outcome::Completed) if !entry.claims.is_empty() => {
@@ -324,6 +341,9 @@ fn train(g: &GlobalOpts, args: TrainArgs, command: &str) -> Result<i32> {
     Ok(code)
 }
 
+/// The one override `--resume` accepts: `train.epochs=N`, to extend a run to N epochs.
+const EXTEND_KEY: &str = "train.epochs";
+
 fn reopen(
     g: &GlobalOpts,
     args: &TrainArgs,
@@ -336,52 +356,165 @@ fn reopen(
     &'static Entry,
 )> {
     // With --resume the experiment name is optional, so a lone override lands in its place.
-    let stray = args.experiment.as_deref().is_some_and(|e| e.contains('='));
     if args.name.is_some() || !args.tags.is_empty() {
         bail!("--resume keeps the run's name and tags; drop --name and --tag");
     }
-    if stray || !args.overrides.is_empty() || g.seed.is_some() || g.config.is_some() || g.smoke {
-        bail!("--resume continues a run with its saved config.toml and seed; drop the overrides, --seed, --config and --smoke");
+    let mut overrides: Vec<&str> = args.overrides.iter().map(String::as_str).collect();
+    let mut name = args.experiment.as_deref();
+    if let Some(e) = name.filter(|e| e.contains('=')) {
+        overrides.insert(0, e);
+        name = None;
     }
-    let (ctx, text) = RunContext::reopen(dir, opts)?;
-    let entry = experiments::find(&ctx.info.experiment)?;
-    if let Some(name) = args.experiment.as_deref().filter(|n| *n != entry.name) {
+    let mut extend_to = None;
+    for o in &overrides {
+        let (k, v) = config::parse_override(o)?;
+        match (k.as_str(), v.as_integer()) {
+            (EXTEND_KEY, Some(n)) if n > 0 => extend_to = Some(n as usize),
+            _ => bail!("--resume continues a run with its saved config.toml and seed; drop the overrides other than {EXTEND_KEY}=N (which extends the run to N epochs), --seed, --config and --smoke"),
+        }
+    }
+    if g.seed.is_some() || g.config.is_some() || g.smoke {
+        bail!("--resume continues a run with its saved config.toml and seed; drop the overrides other than {EXTEND_KEY}=N (which extends the run to N epochs), --seed, --config and --smoke");
+    }
+    let info = run::read_info(dir)?;
+    let entry = experiments::find(&info.experiment)?;
+    if let Some(name) = name.filter(|n| *n != entry.name) {
         bail!(
             "{} is a run of `{}`, not `{name}`",
             dir.display(),
             entry.name
         );
     }
-    let mut table = config::parse_toml(&text, &dir.join(run::CONFIG_TOML).display().to_string())?;
+    if extend_to.is_some() && !entry.extendable {
+        let with: Vec<&str> = experiments::REGISTRY
+            .iter()
+            .filter(|e| e.extendable)
+            .map(|e| e.name)
+            .collect();
+        bail!(
+            "`{}` cannot be extended with {EXTEND_KEY}=N; extending works for: {}",
+            entry.name,
+            with.join(", ")
+        );
+    }
+    let cfg_path = dir.join(run::CONFIG_TOML);
+    let origin = cfg_path.display().to_string();
+    if let Some(n) = extend_to {
+        // Check the longer config before touching the run.
+        let text =
+            std::fs::read_to_string(&cfg_path).with_context(|| format!("reading {origin}"))?;
+        let mut table = config::parse_toml(&text, &origin)?;
+        table.remove(config::SEED_KEY);
+        table.remove(crate::claims::SECTION);
+        config::set_dotted(&mut table, EXTEND_KEY, toml::Value::Integer(n as i64))?;
+        (entry.normalize)(&table)?;
+    }
+    let (ctx, text) = RunContext::reopen(dir, opts, extend_to)?;
+    let mut table = config::parse_toml(&text, &origin)?;
     table.remove(config::SEED_KEY);
     let section = match table.remove(crate::claims::SECTION) {
         Some(toml::Value::Table(t)) => Some(t),
         _ => None,
     };
     let thresholds = crate::claims::Thresholds::from_table(entry, section.as_ref(), false)?;
+    if let Some(n) = extend_to {
+        config::set_dotted(&mut table, EXTEND_KEY, toml::Value::Integer(n as i64))?;
+        let r = Resolved {
+            table: (entry.normalize)(&table)?,
+            seed: ctx.seed,
+            thresholds,
+        };
+        // config.toml is what ran: from now on, N epochs.
+        fsutil::write_atomic(&cfg_path, r.text(entry)?.as_bytes())?;
+        return Ok((ctx, r.table, r.thresholds, entry));
+    }
     Ok((ctx, table, thresholds, entry))
 }
 
+/// A number for the summary line: integers as they are, others with four significant figures.
+fn short(v: f64) -> String {
+    let a = v.abs();
+    if v == v.trunc() && a < 1e9 {
+        format!("{v:.0}")
+    } else if (1e-3..1e5).contains(&a) {
+        let decimals = (3 - a.log10().floor() as i32).clamp(0, 6) as usize;
+        let t = format!("{v:.decimals$}");
+        if t.contains('.') {
+            t.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            t
+        }
+    } else {
+        format!("{v:.3e}")
+    }
+}
+
+/// The headline numbers of run.json's final metrics, as `key=value` words: `X_mean` and
+/// `X_std` together as `X=mean±std`, integers as integers, text as it is.
+pub fn headline(metrics: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+    let mut out = vec![];
+    for (k, v) in metrics {
+        if let Some(base) = k.strip_suffix("_std") {
+            if metrics.contains_key(&format!("{base}_mean")) {
+                continue;
+            }
+        }
+        let shown = match (k.strip_suffix("_mean"), v) {
+            (Some(base), serde_json::Value::Number(m)) => {
+                match metrics.get(&format!("{base}_std")).and_then(|s| s.as_f64()) {
+                    Some(sd) => {
+                        let m = m.as_f64().unwrap_or(f64::NAN);
+                        format!("{base}={}±{}", short(m), short(sd))
+                    }
+                    None => format!("{k}={}", short(m.as_f64().unwrap_or(f64::NAN))),
+                }
+            }
+            (_, serde_json::Value::Number(n)) => match n.as_i64() {
+                Some(i) => format!("{k}={i}"),
+                None => format!("{k}={}", short(n.as_f64().unwrap_or(f64::NAN))),
+            },
+            (_, serde_json::Value::String(s)) => format!("{k}={s}"),
+            (_, serde_json::Value::Null) => format!("{k}=NaN"),
+            (_, other) => format!("{k}={other}"),
+        };
+        out.push(shown);
+    }
+    out
+}
+
+/// `0-4` for consecutive seeds, else the list.
+fn seed_list(seeds: &[u64]) -> String {
+    let consecutive = seeds.windows(2).all(|w| w[1] == w[0] + 1);
+    match seeds {
+        [one] => one.to_string(),
+        [first, .., last] if consecutive => format!("{first}-{last}"),
+        _ => seeds
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
 fn summary(ctx: &RunContext, outcome: Outcome) -> String {
-    let metrics: Vec<String> = ctx
-        .info
-        .final_metrics
-        .iter()
-        .filter(|(k, _)| k.ends_with("acc") || k.ends_with("loss"))
-        .map(|(k, v)| match v.as_f64() {
-            Some(f) => format!("{k}={f:.4}"),
-            None => format!("{k}={v}"),
-        })
-        .collect();
     let secs = ctx.info.seconds.unwrap_or(0.0);
+    let seeds = if ctx.info.seeds.len() > 1 {
+        format!("seeds {}", seed_list(&ctx.info.seeds))
+    } else {
+        format!("seed {}", ctx.seed)
+    };
     match outcome {
-        Outcome::Completed => format!(
-            "completed {} (seed {}) in {secs:.1}s: {} -> {}",
-            ctx.info.experiment,
-            ctx.seed,
-            metrics.join(" "),
-            ctx.dir.join(run::METRICS_CSV).display()
-        ),
+        Outcome::Completed => {
+            // Point at metrics.csv when the run wrote one, else at the run directory.
+            let csv = ctx.dir.join(run::METRICS_CSV);
+            let target = if csv.exists() { csv } else { ctx.dir.clone() };
+            format!(
+                "completed {} ({seeds}) in {secs:.1}s: {} -> {}",
+                ctx.info.experiment,
+                headline(&ctx.info.final_metrics).join(" "),
+                target.display()
+            )
+        }
         Outcome::Interrupted(sig) => format!(
             "interrupted {} by signal {sig} after {secs:.1}s; continue with: stochlab train --resume {}",
             ctx.info.experiment,
@@ -390,12 +523,50 @@ fn summary(ctx: &RunContext, outcome: Outcome) -> String {
     }
 }
 
+/// The experiments `eval` supports, for its error (and `--help`, checked by a test).
+pub fn eval_support() -> String {
+    let with: Vec<&str> = experiments::REGISTRY
+        .iter()
+        .filter(|e| e.eval.is_some())
+        .map(|e| e.name)
+        .collect();
+    let nested: Vec<&str> = experiments::REGISTRY
+        .iter()
+        .filter(|e| e.nested_runs)
+        .map(|e| e.name)
+        .collect();
+    format!(
+        "eval supports {}, and the nested runs of {} (stochlab eval <run>/runs/<name>)",
+        with.join(", "),
+        nested.join(", ")
+    )
+}
+
 fn eval(g: &GlobalOpts, args: EvalArgs) -> Result<i32> {
     let info = run::read_info(&args.run_dir)?;
     let entry = experiments::find(&info.experiment)?;
-    let eval = entry
-        .eval
-        .ok_or_else(|| anyhow!("experiment `{}` has no eval", entry.name))?;
+    let Some(eval) = entry.eval else {
+        let mut msg = format!(
+            "experiment `{}` has no eval: {}",
+            entry.name,
+            eval_support()
+        );
+        if entry.nested_runs {
+            let runs: Vec<String> = std::fs::read_dir(args.run_dir.join("runs"))
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .filter_map(|e| e.file_name().into_string().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut runs = runs;
+            runs.sort();
+            if !runs.is_empty() {
+                msg += &format!("; this run's nested runs: {}", runs.join(", "));
+            }
+        }
+        bail!("{msg}");
+    };
     let cfg_path = args.run_dir.join(run::CONFIG_TOML);
     let text = std::fs::read_to_string(&cfg_path)
         .with_context(|| format!("reading {}", cfg_path.display()))?;
@@ -408,66 +579,138 @@ fn eval(g: &GlobalOpts, args: EvalArgs) -> Result<i32> {
     }
     let table = (entry.normalize)(&table)?;
     let opts = options(g)?;
+    let found = run::checkpoint::latest(&args.run_dir)?;
+    if let Some(note) = &found.note {
+        eprintln!("warning: {}: {note}", args.run_dir.display());
+    }
     let input = EvalInput {
         run_dir: &args.run_dir,
+        checkpoint: &found.checkpoint,
         device: opts.device,
         seed: info.seed,
         data_dir: &opts.data_dir,
     };
-    let (epoch, rows) = eval(&table, &input)?;
-
-    let mut names: Vec<String> = vec![];
-    for (_, metrics) in &rows {
-        for (k, _) in metrics {
-            if !names.contains(k) {
-                names.push(k.clone());
-            }
-        }
-    }
-    let mut w = csv::Writer::from_writer(vec![]);
-    let header: Vec<String> = ["checkpoint_epoch", "split", "overrides"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(names.iter().cloned())
-        .collect();
-    w.write_record(&header)?;
-    let mut lines = vec![];
-    for (split, metrics) in &rows {
-        let mut rec = vec![epoch.to_string(), split.clone(), args.overrides.join(" ")];
-        for k in &names {
-            let v = metrics
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| crate::run::metrics::float(*v))
-                .unwrap_or_default();
-            rec.push(v);
-        }
-        w.write_record(&rec)?;
-        let shown: Vec<String> = metrics
-            .iter()
-            .map(|(k, v)| format!("{split}_{k}={v:.4}"))
-            .collect();
-        lines.push(shown.join(" "));
-    }
+    let rows = eval(&table, &input)?;
+    let epoch = found.checkpoint.state()?.epoch;
     let out = args.run_dir.join("eval.csv");
-    fsutil::write_atomic(&out, &w.into_inner()?)?;
+    append_eval(&out, epoch, &args.overrides.join(" "), &rows)?;
     println!(
         "eval {} at epoch {epoch}: {} -> {}",
         info.experiment,
-        lines.join(" "),
+        eval_line(&rows).join(" "),
         out.display()
     );
     Ok(0)
 }
 
+/// Appends rows to eval.csv (creating it), widening its header when these rows bring new
+/// metrics, so evaluations under different overrides accumulate.
+fn append_eval(
+    path: &Path,
+    epoch: usize,
+    overrides: &str,
+    rows: &[experiments::EvalRow],
+) -> Result<()> {
+    use crate::run::metrics::Cell;
+    let (mut header, mut old) = if path.exists() {
+        crate::run::metrics::read_table(path)?
+    } else {
+        (vec![], vec![])
+    };
+    for (i, fixed) in ["checkpoint_epoch", "split", "overrides", "evaluated_at"]
+        .iter()
+        .enumerate()
+    {
+        if !header.iter().any(|h| h == fixed) {
+            let at = i.min(header.len());
+            header.insert(at, fixed.to_string());
+            for r in &mut old {
+                r.insert(at.min(r.len()), String::new());
+            }
+        }
+    }
+    for (_, metrics) in rows {
+        for (k, _) in metrics {
+            if !header.contains(k) {
+                header.push(k.clone());
+            }
+        }
+    }
+    for r in &mut old {
+        r.resize(header.len(), String::new());
+    }
+    let at = chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+    for (split, metrics) in rows {
+        let rec: Vec<String> = header
+            .iter()
+            .map(|h| match h.as_str() {
+                "checkpoint_epoch" => epoch.to_string(),
+                "split" => split.clone(),
+                "overrides" => overrides.to_string(),
+                "evaluated_at" => at.clone(),
+                k => metrics
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .map(|(_, v): &(String, Cell)| v.render())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        old.push(rec);
+    }
+    let refs: Vec<&str> = header.iter().map(String::as_str).collect();
+    fsutil::write_atomic(path, &crate::experiments::children::csv_bytes(&refs, &old)?)
+}
+
+/// Per split: its metrics, as mean±std over rows when the split has several (seeds).
+fn eval_line(rows: &[experiments::EvalRow]) -> Vec<String> {
+    let mut splits: Vec<&str> = vec![];
+    for (s, _) in rows {
+        if !splits.contains(&s.as_str()) {
+            splits.push(s);
+        }
+    }
+    let mut out = vec![];
+    for split in splits {
+        let mine: Vec<&experiments::EvalRow> = rows.iter().filter(|r| r.0 == split).collect();
+        for (k, _) in &mine[0].1 {
+            if k == "seed" || k == "n" {
+                continue;
+            }
+            let v: Vec<f64> = mine
+                .iter()
+                .filter_map(|r| r.1.iter().find(|(n, _)| n == k))
+                .filter_map(|(_, c)| c.as_f64())
+                .collect();
+            if v.len() > 1 {
+                let (m, sd) = crate::run::metrics::mean_std(&v);
+                out.push(format!(
+                    "{split}_{k}={}±{} ({} seeds)",
+                    short(m),
+                    short(sd),
+                    v.len()
+                ));
+            } else if let Some(x) = v.first() {
+                out.push(format!("{split}_{k}={}", short(*x)));
+            }
+        }
+    }
+    out
+}
+
 fn data_list(g: &GlobalOpts) -> Result<i32> {
     use crate::data::files::{self, FileState};
-    let dir = g.data_dir.clone().unwrap_or_else(|| PathBuf::from("data"));
-    println!("data folder: {}", dir.display());
+    let first = g.data_dir.clone().unwrap_or_else(|| PathBuf::from("data"));
+    let folders: Vec<String> = files::search_path(&first)
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    println!("data folder: {}", folders.join(", then "));
     for name in crate::data::GENERATED {
         println!("{name:14} generated   always available");
     }
     for set in files::FILE_SETS {
+        // Where a run would read it from: the first folder holding every file.
+        let dir = files::locate(&first, set).unwrap_or_else(|| first.clone());
         let mut bytes = 0u64;
         let states: Vec<FileState> = set
             .files
@@ -477,8 +720,13 @@ fn data_list(g: &GlobalOpts) -> Result<i32> {
                 files::file_state(&dir, set.dir, f)
             })
             .collect();
+        let place = if dir != first {
+            format!(" (in {})", dir.display())
+        } else {
+            String::new()
+        };
         let state = if states.iter().all(|s| *s == FileState::Verified) {
-            format!("present     verified, {:.1} MB", bytes as f64 / 1e6)
+            format!("present     verified, {:.1} MB{place}", bytes as f64 / 1e6)
         } else if states.contains(&FileState::Mismatch) {
             format!("CORRUPT     checksum mismatch: run `{}` again", set.fetch)
         } else if states.contains(&FileState::Missing) {
@@ -489,7 +737,7 @@ fn data_list(g: &GlobalOpts) -> Result<i32> {
             }
         } else {
             format!(
-                "present     no published checksum, {:.1} MB",
+                "present     no published checksum, {:.1} MB{place}",
                 bytes as f64 / 1e6
             )
         };
@@ -512,4 +760,43 @@ fn bench(g: &GlobalOpts, args: BenchArgs) -> Result<i32> {
     let report = crate::bench::run(&args, device, &data_dir)?;
     println!("{report}");
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eval_help_names_exactly_the_experiments_that_support_it() {
+        let help = Cli::command()
+            .find_subcommand("eval")
+            .and_then(|c| c.get_about().map(|a| a.to_string()))
+            .unwrap_or_default();
+        let support = eval_support();
+        for e in experiments::REGISTRY {
+            let supported = e.eval.is_some() || e.nested_runs;
+            assert_eq!(help.contains(e.name), supported, "{}: {help}", e.name);
+            assert_eq!(support.contains(e.name), supported, "{}: {support}", e.name);
+        }
+    }
+
+    #[test]
+    fn headline_pairs_means_with_stds_and_keeps_integers() {
+        let m: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+            r#"{"test_acc_mean": 0.958, "test_acc_std": 0.0042, "seeds": 5, "lr": 0.003, "units": "nats", "x": 1.5e-7}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            headline(&m),
+            [
+                "test_acc=0.958±0.0042",
+                "seeds=5",
+                "lr=0.003",
+                "units=nats",
+                "x=1.500e-7"
+            ]
+        );
+        assert_eq!(seed_list(&[0, 1, 2, 3, 4]), "0-4");
+        assert_eq!(seed_list(&[3, 7]), "3,7");
+    }
 }

@@ -66,7 +66,9 @@ pub enum Command {
     },
     /// Train an experiment: stochlab train <experiment> [key=value ...].
     Train(TrainArgs),
-    /// Evaluate a finished (or interrupted) run from its latest checkpoint; writes eval.csv.
+    /// Evaluate a finished (or interrupted) run from its latest checkpoint, optionally under
+    /// overrides; appends to eval.csv. Supports classifier, ib-tishby, ib-lossy, and the
+    /// nested runs of diffgrad and train-longer (stochlab eval <run>/runs/<name>).
     Eval(EvalArgs),
     /// Train with information-plane tracking and write ib.csv.
     IbAnalyze(TrainArgs),
@@ -115,7 +117,8 @@ pub struct TrainArgs {
     pub experiment: Option<String>,
     /// Overrides as dotted key=value pairs, e.g. optim.lr=0.01 model.hidden=[256,256].
     pub overrides: Vec<String>,
-    /// Continue an interrupted run from its latest checkpoint (same config and seed).
+    /// Continue an interrupted run from its latest checkpoint (same config and seed); with
+    /// train.epochs=N, extend a run (finished or not) to N epochs.
     #[arg(long, value_name = "RUN_DIR")]
     pub resume: Option<PathBuf>,
     /// A name for the run, shown by `stochlab runs` and `compare`.
@@ -346,11 +349,13 @@ pub enum SweepAction {
         /// A sweep directory: results/sweeps/<name>.
         dir: PathBuf,
     },
-    /// summary.csv: per job, or per group of keys with mean, std and count over the rest.
+    /// summary.csv (printed as a table): per group of swept keys (all but the seed unless
+    /// --group-by), the number of jobs and each final metric's mean and std over them; jobs
+    /// that report mean ± std over their own seeds are pooled seed by seed.
     Summary {
         /// A sweep directory: results/sweeps/<name>.
         dir: PathBuf,
-        /// Keys to group by, comma-separated (e.g. optim.lr,optim.name).
+        /// Keys to group by, comma-separated (e.g. optim.lr,optim.name; `seed` is allowed).
         #[arg(long, value_delimiter = ',')]
         group_by: Vec<String>,
     },

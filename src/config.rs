@@ -209,13 +209,17 @@ pub trait Check {
     fn check(&self) -> Result<()> {
         Ok(())
     }
+    /// Replaces placeholders ("0 = the optimizer's default eps") by the values that will run,
+    /// so the saved config.toml is the configuration that actually ran.
+    fn resolve(&mut self) {}
 }
 
 /// Round-trips a table through the typed config: fills in every default, rejects bad keys and
-/// values.
+/// values, and resolves placeholders.
 pub fn normalize<T: DeserializeOwned + Serialize + Check>(table: &Table) -> Result<Table> {
-    let cfg: T = typed(table)?;
+    let mut cfg: T = typed(table)?;
     cfg.check()?;
+    cfg.resolve();
     Table::try_from(&cfg).context("serializing the resolved config")
 }
 

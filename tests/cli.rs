@@ -99,9 +99,24 @@ fn smoke_train_writes_a_complete_run_directory() {
         config.starts_with("seed = 0") && config.contains("epochs = 3"),
         "{config}"
     );
+    // What ran, not placeholders: Adam's eps is 1e-8, not "0 = default".
+    let cfg: toml::Table = config.parse().unwrap();
+    assert_eq!(cfg["optim"]["eps"].as_float(), Some(1e-8), "{config}");
     assert!(dir.join("checkpoints/latest").exists());
-    // The summary names the CSV.
-    assert!(text(&out.stdout).contains("metrics.csv"));
+    // The commit the binary was built from, and the binary.
+    let commit = info["build_git_commit"].as_str().unwrap_or_default();
+    assert!(
+        commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit()),
+        "{info}"
+    );
+    assert!(info["build_git_dirty"].is_boolean(), "{info}");
+    assert!(info["binary"].as_str().unwrap().ends_with("stochlab"));
+    // The summary names the CSV and states the numbers.
+    let line = text(&out.stdout);
+    assert!(
+        line.contains("metrics.csv") && line.contains("test_acc=") && line.contains("epoch=3"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -203,6 +218,13 @@ fn bad_overrides_fail_with_one_line_and_no_run_directory() {
         assert!(err.contains(expected), "{extra:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{extra:?}: {err}");
     }
+    // Rejected once the data are known (a CNN on a table): no run directory either.
+    let out = run(
+        &["train", "classifier", "--smoke", "model.arch=cnn", "-q"],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("needs image inputs"));
     assert!(
         run_dirs(tmp.path(), "classifier").is_empty(),
         "a rejected config made a run directory"
@@ -594,6 +616,44 @@ fn diffgrad_smoke_writes_both_parts_and_resumes_only_unfinished_optimizers() {
     );
     assert_eq!(json(&dir.join("run.json"))["status"], "completed");
     assert_plots(&dir, &["curves.svg", "curves.png"]);
+    let line = text(&out.stdout);
+    assert!(
+        line.contains("sgd_test_acc=") && line.contains("±"),
+        "{line}"
+    );
+
+    // Only the functions part: the line states where Adam and diffGrad end, and points at the
+    // run directory, not at a metrics.csv that was never written.
+    let out = run(
+        &[
+            "train",
+            "diffgrad",
+            "--smoke",
+            "networks.enabled=false",
+            "-q",
+        ],
+        &tmp.path().join("f"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = text(&out.stdout);
+    assert!(
+        line.contains("f1_adam_x_final=")
+            && line.contains("f1_diffgrad_x_final=")
+            && !line.contains("metrics.csv"),
+        "{line}"
+    );
+}
+
+/// The completion line states an experiment's headline numbers (not an empty list).
+fn assert_headline(exp: &str, line: &str) {
+    let numbers = line
+        .split_once(": ")
+        .map(|(_, rest)| rest.split(" -> ").next().unwrap_or(""))
+        .unwrap_or("");
+    assert!(
+        line.starts_with(&format!("completed {exp}")) && numbers.matches('=').count() >= 2,
+        "{line}"
+    );
 }
 
 fn csv_rows(path: &Path) -> Vec<Vec<String>> {
@@ -1170,7 +1230,7 @@ fn mi_synthetic_smoke_estimates_resumes_and_plots() {
     let csv = read(&whole.join("metrics.csv"));
     assert!(
         csv.starts_with(
-            "case,estimator,compressor,n,dim,latent_dim,true_mi,estimate,error,seconds,units\n"
+            "case,estimator,compressor,n,dim,latent_dim,true_mi_nats,estimate_nats,error_nats,seconds\n"
         ),
         "{csv}"
     );
@@ -1218,7 +1278,10 @@ fn ib_lossy_smoke_records_a_reproducible_information_plane() {
         ));
     }
     let (dir, plane) = &planes[0];
-    assert_eq!(plane[0], "epoch,layer,name,width,estimator,I_XT,I_TY,units");
+    assert_eq!(
+        plane[0],
+        "epoch,layer,name,width,estimator,I_XT_nats,I_TY_nats"
+    );
     // Epoch 0 (untrained) and epoch 1, five layers each: conv1..3, dense1, output.
     assert_eq!(plane.len(), 1 + 2 * 5, "{plane:?}");
     assert!(plane[5].starts_with("0,5,output,10,ksg,"), "{}", plane[5]);
@@ -1234,6 +1297,7 @@ fn sgd_noise_experiments_run_end_to_end_at_smoke_size() {
     for exp in ["train-longer", "lr-batch", "sgd-noise"] {
         let out = run(&["train", exp, "--smoke"], tmp.path());
         assert!(out.status.success(), "{exp}: {}", text(&out.stderr));
+        assert_headline(exp, &text(&out.stdout));
     }
     let dir = |exp: &str| run_dirs(tmp.path(), exp).pop().unwrap();
 
@@ -1253,6 +1317,19 @@ fn sgd_noise_experiments_run_end_to_end_at_smoke_size() {
     // The regime-adapted arm makes as many updates as the small batch (B_L/B_S = 4 here).
     assert_eq!(summary[4]["epochs"], "8");
     assert_eq!(summary[0]["updates"], summary[4]["updates"]);
+    assert!(
+        summary[0]["updates"].parse::<i64>().is_ok(),
+        "a count: {summary:?}"
+    );
+    // Errors are fractions, as accuracies are, everywhere.
+    assert!(summary
+        .iter()
+        .all(|r| (0.0..=1.0).contains(&r["test_err_mean"].parse::<f64>().unwrap())));
+    let info = json(&tl.join("run.json"));
+    assert!(
+        info["final_metrics"]["large_gap_to_small"].is_number(),
+        "{info}"
+    );
     let rows = csv_maps(&tl.join("metrics.csv"));
     assert!(rows
         .iter()
@@ -1285,6 +1362,7 @@ fn gradient_estimator_experiments_run_end_to_end_at_smoke_size() {
     for exp in ["stochastic-neurons", "wta-crs", "tpsgd"] {
         let out = run(&["train", exp, "--smoke"], tmp.path());
         assert!(out.status.success(), "{exp}: {}", text(&out.stderr));
+        assert_headline(exp, &text(&out.stdout));
     }
     let dir = |exp: &str| run_dirs(tmp.path(), exp).pop().unwrap();
 
@@ -1299,6 +1377,9 @@ fn gradient_estimator_experiments_run_end_to_end_at_smoke_size() {
     let gating = csv_maps(&sn.join("gating.csv"));
     assert_eq!(gating[0]["estimator"], "ungated");
     assert_eq!(gating.len(), 1 + 5);
+    assert!(gating
+        .iter()
+        .all(|r| r["extra_test_err"].parse::<f64>().unwrap().abs() <= 1.0));
 
     let wc = dir("wta-crs");
     assert_eq!(csv_maps(&wc.join("estimators.csv")).len(), 2 * 4);
@@ -1331,6 +1412,27 @@ fn gradient_estimator_experiments_run_end_to_end_at_smoke_size() {
             .unwrap()
     };
     assert!(peak("tp-l2") < peak("backprop"));
+    // One value per cell: a column per layer's final local loss, and local_losses.csv long.
+    assert!(
+        results[0].contains_key("final_local_loss_layer1"),
+        "{results:?}"
+    );
+    let locals = csv_maps(&tp.join("local_losses.csv"));
+    assert!(!locals.is_empty());
+    assert!(
+        locals
+            .iter()
+            .all(|r| r["local_loss"].parse::<f64>().is_ok()),
+        "{locals:?}"
+    );
+    for f in [
+        "metrics.csv",
+        "results.csv",
+        "local_losses.csv",
+        "depth.csv",
+    ] {
+        assert_clean_numbers(&tp.join(f));
+    }
     assert_eq!(csv_maps(&tp.join("depth.csv")).len(), 2 * 5);
 
     assert_plots(&sn, &["estimators.png", "gating.png"]);
@@ -1510,6 +1612,520 @@ fn plot_options_pick_figures_and_refuse_what_they_cannot_do() {
     assert!(
         !dir.join("curves.svg").exists(),
         "a refused plot writes nothing"
+    );
+}
+
+/// Issue 14: a run with several seeds summarises as mean ± std over them, in the completion
+/// line and in run.json; per-seed rows stay in metrics.csv, sorted by seed then epoch, with
+/// the final state logged (row `epoch = e` is the state after e epochs).
+#[test]
+fn a_five_seed_ib_tishby_run_reports_mean_and_std_over_its_seeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(
+        &[
+            "ib-analyze",
+            "ib-tishby",
+            "--smoke",
+            "seeds=5",
+            "train.epochs=25",
+            "-q",
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = run_dirs(tmp.path(), "ib-tishby").pop().unwrap();
+    let info = json(&dir.join("run.json"));
+    let fm = &info["final_metrics"];
+    assert_eq!(fm["seeds"], 5, "{info}");
+    assert_eq!(info["seeds"], serde_json::json!([0, 1, 2, 3, 4]));
+    let rows = csv_maps(&dir.join("metrics.csv"));
+    let finals: Vec<f64> = rows
+        .iter()
+        .filter(|r| r["epoch"] == "25")
+        .map(|r| r["test_acc"].parse().unwrap())
+        .collect();
+    assert_eq!(finals.len(), 5, "the final state of each seed is logged");
+    let mean = finals.iter().sum::<f64>() / 5.0;
+    let std = (finals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 4.0).sqrt();
+    let got_mean = fm["test_acc_mean"].as_f64().unwrap();
+    let got_std = fm["test_acc_std"].as_f64().unwrap();
+    assert!(
+        (got_mean - mean).abs() < 1e-12 && (got_std - std).abs() < 1e-12,
+        "{fm}"
+    );
+    assert!(
+        fm.get("seed").is_none() && fm.get("test_acc").is_none(),
+        "{fm}"
+    );
+    let line = text(&out.stdout);
+    assert!(
+        line.starts_with("completed ib-tishby (seeds 0-4)")
+            && line.contains("test_acc=")
+            && line.contains('±')
+            && line.contains("seeds=5"),
+        "{line}"
+    );
+    // Long format: seed, then epoch; epochs are counts (integers); 0, every 10th, the final.
+    let keys: Vec<(u64, u64)> = rows
+        .iter()
+        .map(|r| (r["seed"].parse().unwrap(), r["epoch"].parse().unwrap()))
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "rows sorted by seed then epoch");
+    let epochs: Vec<u64> = keys.iter().filter(|k| k.0 == 0).map(|k| k.1).collect();
+    assert_eq!(epochs, [0, 10, 20, 25]);
+    let grads = csv_maps(&dir.join("grads.csv"));
+    assert_eq!(
+        grads[0]["epoch"], "10",
+        "gradients of epoch 10 (the first 10 epochs' last)"
+    );
+    assert!(csv_maps(&dir.join("ib.csv"))[0].contains_key("I_XT_bits"));
+    for f in ["metrics.csv", "ib.csv", "grads.csv", "ib_summary.csv"] {
+        assert_clean_numbers(&dir.join(f));
+    }
+}
+
+/// Every number in a CSV has at most 15 significant digits (no 0.30000000000000004, no
+/// float32 read back as 0.10000000149011612) and counts have no decimal point.
+fn assert_clean_numbers(path: &Path) {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let header: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
+    for rec in r.records() {
+        for (h, cell) in header.iter().zip(rec.unwrap().iter()) {
+            if cell.parse::<f64>().is_err() {
+                continue;
+            }
+            let mantissa = cell.split(['e', 'E']).next().unwrap();
+            let digits = mantissa
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect::<String>()
+                .trim_start_matches('0')
+                .trim_end_matches('0')
+                .len();
+            assert!(digits <= 15, "{}: {h} = {cell}", path.display());
+            if ["seed", "epoch", "layer", "seeds", "step", "n"].contains(&h.as_str()) {
+                assert!(
+                    cell.parse::<i64>().is_ok(),
+                    "{}: count {h} = {cell}",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+/// The same run extended to more epochs appends exactly the new epochs, and equals a run that
+/// trained that long at once.
+#[test]
+fn extending_a_finished_run_appends_exactly_the_new_epochs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(
+        &["train", "classifier", "--smoke", "-q"],
+        &tmp.path().join("a"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = only_run(&tmp.path().join("a"));
+    let before = read(&dir.join("metrics.csv"));
+    let out = bin()
+        .args(["train", "--resume"])
+        .arg(&dir)
+        .args(["train.epochs=5", "-q"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let after = read(&dir.join("metrics.csv"));
+    assert!(after.starts_with(&before), "earlier rows kept:\n{after}");
+    let epochs: Vec<&str> = after
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(epochs, ["1", "2", "3", "4", "5"]);
+    let once = run(
+        &["train", "classifier", "--smoke", "train.epochs=5", "-q"],
+        &tmp.path().join("b"),
+    );
+    assert!(once.status.success());
+    assert_eq!(
+        after,
+        read(&only_run(&tmp.path().join("b")).join("metrics.csv"))
+    );
+    assert!(read(&dir.join("config.toml")).contains("epochs = 5"));
+    let info = json(&dir.join("run.json"));
+    assert_eq!(info["status"], "completed");
+    assert_eq!(info["final_metrics"]["epoch"], 5);
+    // Not shorter, and only train.epochs.
+    let out = bin()
+        .args(["train", "--resume"])
+        .arg(&dir)
+        .arg("train.epochs=4")
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stderr).contains("has already trained 5 epochs"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// A latest checkpoint that cannot be read: resume falls back to the previous one and says so.
+#[test]
+fn a_corrupt_latest_checkpoint_falls_back_to_the_previous_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let expected = {
+        let out = run(
+            &["train", "classifier", "--smoke", "train.epochs=4", "-q"],
+            &tmp.path().join("a"),
+        );
+        assert!(out.status.success());
+        read(&only_run(&tmp.path().join("a")).join("metrics.csv"))
+    };
+    let out = run(
+        &["train", "classifier", "--smoke", "-q"],
+        &tmp.path().join("b"),
+    );
+    assert!(out.status.success());
+    let dir = only_run(&tmp.path().join("b"));
+    let ck = dir.join("checkpoints");
+    assert!(
+        ck.join("e00002-s0000000").exists(),
+        "the previous checkpoint is kept"
+    );
+    std::fs::write(ck.join("e00003-s0000000/model.safetensors"), b"truncated").unwrap();
+    let out = bin()
+        .args(["train", "--resume"])
+        .arg(&dir)
+        .args(["train.epochs=4", "-q"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("checkpoint e00003-s0000000 cannot be read")
+            && err.contains("falling back to the previous checkpoint e00002-s0000000"),
+        "{err}"
+    );
+    assert_eq!(
+        read(&dir.join("metrics.csv")),
+        expected,
+        "epoch 3 retrained from epoch 2"
+    );
+    let info = json(&dir.join("run.json"));
+    let resume = &info["resumes"][0];
+    assert_eq!(resume["from_epoch"], 2);
+    assert!(
+        resume["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("cannot be read"),
+        "{info}"
+    );
+    assert!(ck.join("corrupt-e00003-s0000000").exists());
+}
+
+/// eval appends: two evaluations under different overrides keep both; an experiment without an
+/// eval says which have one.
+#[test]
+fn eval_twice_with_different_overrides_keeps_both_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(&["train", "classifier", "--smoke", "-q"], tmp.path());
+    assert!(out.status.success());
+    let dir = only_run(tmp.path());
+    for extra in [None, Some("data.noise=0.5")] {
+        let out = bin().arg("eval").arg(&dir).args(extra).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let rows = csv_maps(&dir.join("eval.csv"));
+    let tests: Vec<&BTreeMap<String, String>> =
+        rows.iter().filter(|r| r["split"] == "test").collect();
+    assert_eq!(tests.len(), 2, "{rows:?}");
+    assert_eq!(tests[0]["overrides"], "");
+    assert_eq!(tests[1]["overrides"], "data.noise=0.5");
+    assert_eq!(tests[0]["n"], "128", "counts are integers");
+    assert_ne!(
+        tests[0]["acc"], tests[1]["acc"],
+        "the override changed the data"
+    );
+
+    let out = run(&["train", "mi-synthetic", "--smoke", "-q"], tmp.path());
+    assert!(out.status.success());
+    let mi = run_dirs(tmp.path(), "mi-synthetic").pop().unwrap();
+    let out = bin().arg("eval").arg(&mi).output().unwrap();
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("eval supports classifier, ib-tishby, ib-lossy, and the nested runs of diffgrad, train-longer"),
+        "{err}"
+    );
+}
+
+/// ib-tishby's eval: every seed's scores from the checkpoint, matching the run's final rows.
+#[test]
+fn ib_tishby_eval_reproduces_each_seeds_final_accuracy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(
+        &["ib-analyze", "ib-tishby", "--smoke", "seeds=3", "-q"],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = run_dirs(tmp.path(), "ib-tishby").pop().unwrap();
+    let out = bin().arg("eval").arg(&dir).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("(3 seeds)"),
+        "{}",
+        text(&out.stdout)
+    );
+    let evals = csv_maps(&dir.join("eval.csv"));
+    let finals = csv_maps(&dir.join("metrics.csv"));
+    for seed in ["0", "1", "2"] {
+        let e = evals
+            .iter()
+            .find(|r| r["split"] == "test" && r["seed"] == seed)
+            .unwrap();
+        let f = finals.iter().rfind(|r| r["seed"] == seed).unwrap();
+        assert_eq!(e["acc"], f["test_acc"], "seed {seed}");
+        assert_eq!(e["checkpoint_epoch"], f["epoch"]);
+    }
+}
+
+/// A sweep of jobs that each train several seeds: jobs.csv has one seed column and the jobs'
+/// means; the summary groups by the swept keys (not the seed) and pools the seeds.
+#[test]
+fn a_sweep_of_multi_seed_jobs_summarises_by_swept_keys_over_all_seeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = tmp.path().join("ms.toml");
+    std::fs::write(
+        &sweep,
+        "experiment = \"ib-tishby\"\ncommand = \"ib-analyze\"\nseeds = [0, 10]\n[base]\nseeds = 3\n\"train.epochs\" = 20\n[grid]\n\"optim.lr\" = [0.001, 0.01]\n",
+    )
+    .unwrap();
+    let out = run(
+        &[
+            "sweep",
+            sweep.to_str().unwrap(),
+            "--smoke",
+            "--workers",
+            "2",
+            "-q",
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = tmp.path().join("sweeps/ms");
+    let header = read(&dir.join("jobs.csv"))
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        header.split(',').filter(|h| *h == "seed").count(),
+        1,
+        "{header}"
+    );
+    let jobs = jobs_csv(&dir);
+    assert!(
+        jobs.iter()
+            .all(|j| j["seeds"] == "3" && !j["test_acc_mean"].is_empty()),
+        "{jobs:?}"
+    );
+    let out = bin().args(["sweep", "summary"]).arg(&dir).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(
+        printed.contains("optim.lr") && printed.contains("test_acc_mean"),
+        "{printed}"
+    );
+    let summary = csv_maps(&dir.join("summary.csv"));
+    assert_eq!(summary.len(), 2, "one group per learning rate: {summary:?}");
+    for g in &summary {
+        assert_eq!(
+            (
+                g["count"].as_str(),
+                g["seeds"].as_str(),
+                g["seeds_total"].as_str()
+            ),
+            ("2", "3", "6"),
+            "{g:?}"
+        );
+        assert!(!g.contains_key("seed"), "{g:?}");
+        // The pooled mean over 6 seeds = the mean of the two jobs' 3-seed means.
+        let lr = &g["optim.lr"];
+        let means: Vec<f64> = jobs
+            .iter()
+            .filter(|j| &j["optim.lr"] == lr)
+            .map(|j| j["test_acc_mean"].parse().unwrap())
+            .collect();
+        let pooled: f64 = g["test_acc_mean"].parse().unwrap();
+        assert!(
+            (pooled - (means[0] + means[1]) / 2.0).abs() < 1e-9,
+            "{g:?} {means:?}"
+        );
+        assert!(g["test_acc_std"].parse::<f64>().unwrap() > 0.0);
+    }
+}
+
+/// The same sweep started twice at once: the two processes share the jobs out; every job is
+/// completed exactly once (one attempt, one set of rows), and both exit 0.
+#[test]
+fn the_same_sweep_started_twice_at_once_runs_every_job_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "sweep",
+        "classifier",
+        "optim.lr=0.01,0.02,0.03",
+        "seed=0..1",
+        "train.epochs=4",
+        "--smoke",
+        "--name",
+        "twice",
+    ];
+    let spawn = || {
+        bin()
+            .args(args)
+            .arg("--results")
+            .arg(tmp.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = spawn();
+    let b = spawn();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    for o in [&a, &b] {
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        assert!(
+            text(&o.stdout).contains("6 completed"),
+            "{}",
+            text(&o.stdout)
+        );
+    }
+    let dir = tmp.path().join("sweeps/twice");
+    let jobs = jobs_csv(&dir);
+    assert_eq!(jobs.len(), 6);
+    for j in &jobs {
+        assert_eq!(
+            (j["status"].as_str(), j["attempts"].as_str()),
+            ("completed", "1"),
+            "{j:?}"
+        );
+        let run_dir = Path::new(&j["run_dir"]);
+        let csv = read(&run_dir.join("metrics.csv"));
+        let epochs: Vec<&str> = csv
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap())
+            .collect();
+        assert_eq!(epochs, ["1", "2", "3", "4"], "job {}", j["job_id"]);
+        let info = json(&run_dir.join("run.json"));
+        assert_eq!(info["resumes"].as_array().unwrap().len(), 0, "{info}");
+    }
+    assert!(!std::fs::read_dir(dir.join("jobs")).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .ends_with(".lock")));
+}
+
+/// A Slurm array task and a local run on the same sweep: the task waits for the job the local
+/// run holds instead of starting it again.
+#[test]
+fn a_slurm_task_waits_for_the_job_a_local_run_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "sweep",
+        "classifier",
+        "data.n_train=40000",
+        "train.epochs=4",
+        "--name",
+        "mixed",
+    ];
+    let mut local = bin()
+        .args(args)
+        .arg("--results")
+        .arg(tmp.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let dir = tmp.path().join("sweeps/mixed");
+    for _ in 0..2000 {
+        let locked = std::fs::read_dir(dir.join("jobs"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".lock"))
+            })
+            .unwrap_or(false);
+        if locked {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let task = bin()
+        .args(["sweep", "run-task"])
+        .arg(&dir)
+        .args(["--index", "0"])
+        .output()
+        .unwrap();
+    assert!(local.wait().unwrap().success());
+    assert!(task.status.success(), "{}", text(&task.stderr));
+    assert!(
+        text(&task.stderr).contains("is running in pid"),
+        "{}",
+        text(&task.stderr)
+    );
+    let jobs = jobs_csv(&dir);
+    assert_eq!(
+        (jobs[0]["status"].as_str(), jobs[0]["attempts"].as_str()),
+        ("completed", "1")
+    );
+    let csv = read(&Path::new(&jobs[0]["run_dir"]).join("metrics.csv"));
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+}
+
+/// Outside the repository, datasets are found in the binary's repository's data/; a missing
+/// set names every folder looked in.
+#[test]
+fn datasets_are_found_next_to_the_binary_from_another_folder() {
+    require_data("sklearn", "data-sklearn");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = bin()
+        .current_dir(tmp.path())
+        .env_remove("STOCHLAB_DATA")
+        .args([
+            "train",
+            "classifier",
+            "--smoke",
+            "data.name=digits",
+            "-q",
+            "--results",
+        ])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = bin()
+        .current_dir(tmp.path())
+        .env_remove("STOCHLAB_DATA")
+        .args([
+            "train",
+            "classifier",
+            "--smoke",
+            "data.name=cifar10",
+            "-q",
+            "--results",
+        ])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    let repo_data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/cifar10");
+    assert!(
+        err.contains("looked in data/cifar10") && err.contains(&repo_data.display().to_string()),
+        "{err}"
     );
 }
 

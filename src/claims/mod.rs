@@ -444,6 +444,9 @@ pub fn evaluate(
                 Err(e) => out.reason = crate::run::one_line(&e),
                 Ok(Measured::NotApplicable(why)) => out.reason = why,
                 Ok(Measured::Value(x)) => {
+                    // As every file writes it (15 significant digits), so claims.csv and
+                    // `check --json` give the same number.
+                    let x = crate::run::metrics::clean(x);
                     out.measured = Some(x);
                     if smoke {
                         out.reason = "smoke run: tiny sizes, no verdict".into();
@@ -688,7 +691,10 @@ mod tests {
         // A paper-scale claim on a CPU run: measured, but no verdict.
         let acc = by_id(&c, "accuracy");
         assert_eq!(acc.verdict, Verdict::NotApplicable);
-        assert!((acc.measured.unwrap() - 0.5).abs() < 1e-9);
+        assert!(
+            (acc.measured.unwrap() - 0.005).abs() < 1e-9,
+            "a fraction, like accuracies"
+        );
         assert!(acc.reason.contains("diffgrad-full.toml"), "{}", acc.reason);
         // The same run at full scale gets a verdict.
         let mut full = th.clone();

@@ -4,6 +4,59 @@
 use anyhow::{bail, Result};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Data folders searched after the one a run was given, when the user named none
+/// (`--data-dir`, `STOCHLAB_DATA`): the `data/` of the repository the binary belongs to, so a
+/// binary run from another folder still finds the sets `make data` fetched.
+static FALLBACKS: OnceLock<Vec<PathBuf>> = OnceLock::new();
+
+/// Sets the fallback folders (once per process; later calls are ignored).
+pub fn set_fallbacks(dirs: Vec<PathBuf>) {
+    let _ = FALLBACKS.set(dirs);
+}
+
+/// The `data/` folders of the binary's repository: found by walking up from the executable
+/// (target/release/stochlab → the checkout) and the checkout it was built in.
+pub fn repository_data_dirs() -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = vec![];
+    let from_exe = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.canonicalize().ok())
+        .and_then(|e| {
+            e.ancestors()
+                .skip(1)
+                .find(|a| a.join("Cargo.toml").is_file() && a.join("data").is_dir())
+                .map(|a| a.join("data"))
+        });
+    let built_in = Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("data"));
+    for d in [from_exe, built_in].into_iter().flatten() {
+        let d = d.canonicalize().unwrap_or(d);
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// The folders searched for datasets: `data_dir`, then the fallbacks (without repeats).
+pub fn search_path(data_dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![data_dir.to_path_buf()];
+    let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    for f in FALLBACKS.get().into_iter().flatten() {
+        if !out.iter().any(|o| canon(o) == canon(f)) {
+            out.push(f.clone());
+        }
+    }
+    out
+}
+
+/// The first searched folder holding every file of `set`.
+pub fn locate(data_dir: &Path, set: &FileSet) -> Option<PathBuf> {
+    search_path(data_dir)
+        .into_iter()
+        .find(|d| set.files.iter().all(|f| d.join(set.dir).join(f).exists()))
+}
 
 pub struct FileSet {
     /// The `data.name` it serves.
@@ -62,26 +115,40 @@ pub fn file_set(name: &str) -> Option<&'static FileSet> {
     FILE_SETS.iter().find(|f| f.name == name)
 }
 
-/// The paths of a dataset's files, or an error naming the first missing one and the fix.
+/// The paths of a dataset's files, from the first searched folder that holds them all, or an
+/// error naming the first missing file, every folder looked in, and the fix.
 pub fn require(data_dir: &Path, set: &FileSet) -> Result<Vec<PathBuf>> {
-    let paths: Vec<PathBuf> = set
+    if let Some(dir) = locate(data_dir, set) {
+        return Ok(set
+            .files
+            .iter()
+            .map(|f| dir.join(set.dir).join(f))
+            .collect());
+    }
+    let looked = search_path(data_dir);
+    let missing = set
         .files
         .iter()
-        .map(|f| data_dir.join(set.dir).join(f))
-        .collect();
-    if let Some(missing) = paths.iter().find(|p| !p.exists()) {
-        let how = if set.fetch.starts_with("make") {
-            format!("fetch it with `{}` (or `make data`), or point --data-dir / STOCHLAB_DATA at the folder holding {}/", set.fetch, set.dir)
-        } else {
-            format!("{} {}", set.fetch, data_dir.join(set.dir).display())
-        };
-        bail!(
-            "dataset `{}` is missing {}: {how}",
-            set.name,
-            missing.display()
+        .find(|f| !data_dir.join(set.dir).join(f).exists())
+        .map_or_else(
+            || data_dir.join(set.dir),
+            |f| data_dir.join(set.dir).join(f),
         );
-    }
-    Ok(paths)
+    let how = if set.fetch.starts_with("make") {
+        format!("fetch it with `{}` (or `make data`), or point --data-dir / STOCHLAB_DATA at the folder holding {}/", set.fetch, set.dir)
+    } else {
+        format!("{} {}", set.fetch, data_dir.join(set.dir).display())
+    };
+    let places: Vec<String> = looked
+        .iter()
+        .map(|d| d.join(set.dir).display().to_string())
+        .collect();
+    bail!(
+        "dataset `{}` is missing {} (looked in {}): {how}",
+        set.name,
+        missing.display(),
+        places.join(", ")
+    );
 }
 
 /// State of one file for `stochlab data list`.

@@ -7,7 +7,7 @@ use crate::config;
 use crate::data::{self, DataConfig};
 use crate::nn::{self as models, ModelConfig};
 use crate::optim::{OptimConfig, Optimizer};
-use crate::run::{checkpoint, Outcome, RunContext};
+use crate::run::{Outcome, RunContext};
 use crate::train::{self, Classification, NoHooks, TrainConfig};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -25,6 +25,8 @@ pub const ENTRY: Entry = Entry {
     information_plane: false,
     claims: &[],
     variants: &[],
+    extendable: true,
+    nested_runs: false,
 };
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -42,6 +44,9 @@ impl config::Check for Config {
         self.model.check()?;
         self.optim.check()?;
         self.train.check()
+    }
+    fn resolve(&mut self) {
+        self.optim.resolve();
     }
 }
 
@@ -66,7 +71,7 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
     train::fit(ctx, task, &cfg.train, &mut NoHooks)
 }
 
-fn eval(table: &Table, input: &EvalInput<'_>) -> Result<(usize, Vec<EvalRow>)> {
+fn eval(table: &Table, input: &EvalInput<'_>) -> Result<Vec<EvalRow>> {
     let cfg: Config = config::typed(table)?;
     let data = data::load(&cfg.data, input.data_dir, input.device, input.seed)?;
     let (vs, model) = models::build_classifier(
@@ -76,26 +81,12 @@ fn eval(table: &Table, input: &EvalInput<'_>) -> Result<(usize, Vec<EvalRow>)> {
         input.device,
         input.seed,
     )?;
-    let ck = checkpoint::latest(input.run_dir)?;
-    train::load_weights(&vs, &ck, input.device)?;
-    let rows = [
-        ("train", Some(&data.train)),
-        ("val", data.val.as_ref()),
-        ("test", Some(&data.test)),
-    ]
-    .into_iter()
-    .filter_map(|(name, split)| split.map(|s| (name, s)))
-    .map(|(name, split)| {
-        let (loss, acc) = train::evaluate(model.as_ref(), split, cfg.train.eval_batch_size);
-        let metrics = vec![
-            ("loss".into(), loss),
-            ("acc".into(), acc),
-            ("n".into(), split.len() as f64),
-        ];
-        (name.to_string(), metrics)
-    })
-    .collect();
-    Ok((ck.state()?.epoch, rows))
+    train::load_weights(&vs, input.checkpoint, input.device)?;
+    Ok(train::evaluate_splits(
+        model.as_ref(),
+        &data,
+        cfg.train.eval_batch_size,
+    ))
 }
 
 #[cfg(test)]

@@ -10,20 +10,25 @@ use estimators::{stochastic_neurons, tpsgd, wta_crs};
 use information::{ib_lossy, ib_tishby, mi_synthetic};
 use sgd::{diffgrad, lr_batch, sgd_noise, train_longer};
 
+use crate::run::checkpoint::Checkpoint;
 use crate::run::{Outcome, RunContext};
 use anyhow::{bail, Result};
 use tch::Device;
 use toml::Table;
 
-/// One evaluated split: its name and (metric, value) pairs.
-pub type EvalRow = (String, Vec<(String, f64)>);
+/// One evaluated split (per seed where a run trains several): its name and (metric, value)
+/// pairs, in eval.csv's order.
+pub type EvalRow = crate::run::metrics::NamedRow;
 
-/// An experiment's evaluation of a run: the checkpoint's epoch and one row per split.
-pub type EvalFn = fn(&Table, &EvalInput<'_>) -> Result<(usize, Vec<EvalRow>)>;
+/// An experiment's evaluation of a run's checkpoint (its config possibly changed by
+/// overrides): one row per split.
+pub type EvalFn = fn(&Table, &EvalInput<'_>) -> Result<Vec<EvalRow>>;
 
 /// What `eval` needs besides the config.
 pub struct EvalInput<'a> {
     pub run_dir: &'a std::path::Path,
+    /// The checkpoint to evaluate (the latest readable one).
+    pub checkpoint: &'a Checkpoint,
     pub device: Device,
     pub seed: u64,
     pub data_dir: &'a std::path::Path,
@@ -41,6 +46,8 @@ pub struct Entry {
     /// Resolves a config table into its complete typed form (all defaults filled in).
     pub normalize: fn(&Table) -> Result<Table>,
     pub train: fn(&Table, &mut RunContext) -> Result<Outcome>,
+    /// `stochlab eval`: reload the checkpoint and recompute the test metrics (None where the
+    /// run keeps no single trained model).
     pub eval: Option<EvalFn>,
     /// Whether `stochlab ib-analyze` applies: the experiment records ib.csv.
     pub information_plane: bool,
@@ -49,6 +56,10 @@ pub struct Entry {
     /// Built-in configs besides `<name>` that `reproduce` runs as targets of their own
     /// (a paper's control, e.g. `ib-tishby-relu`).
     pub variants: &'static [&'static str],
+    /// Whether `train --resume RUN train.epochs=N` can extend a finished run to more epochs.
+    pub extendable: bool,
+    /// Whether its models are nested classifier runs (`runs/<name>/`), each evaluable itself.
+    pub nested_runs: bool,
 }
 
 /// Family folders in the order `list` shows them, with a one-line title.

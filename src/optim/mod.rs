@@ -90,7 +90,7 @@ pub struct OptimConfig {
     pub beta1: f64,
     pub beta2: f64,
     /// Denominator term; 0 means torch's default for the optimizer (1e-8, AdaGrad 1e-10,
-    /// AdaDelta 1e-6).
+    /// AdaDelta 1e-6), written as that value into a run's config.toml.
     pub eps: f64,
     /// RMSProp smoothing constant and centered variant.
     pub alpha: f64,
@@ -137,6 +137,11 @@ impl OptimConfig {
         } else {
             self.name.default_eps()
         }
+    }
+
+    /// Fills in the placeholders with the values the optimizer uses (eps).
+    pub fn resolve(&mut self) {
+        self.eps = self.eps_or_default();
     }
 }
 

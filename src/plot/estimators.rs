@@ -219,11 +219,13 @@ pub fn gating(dir: &Path) -> Result<Option<Figure>> {
     let Some(t) = Table::read_rows(dir, "gating.csv")? else {
         return Ok(None);
     };
-    let (ce, co, cx) = (
-        t.col("estimator")?,
-        t.col("gates_off")?,
-        t.col("extra_error_points")?,
-    );
+    // Fractions (extra_test_err); runs written before that have points.
+    let (extra, unit) = if t.has("extra_test_err") {
+        ("extra_test_err", "fraction")
+    } else {
+        ("extra_error_points", "points")
+    };
+    let (ce, co, cx) = (t.col("estimator")?, t.col("gates_off")?, t.col(extra)?);
     let mut series = vec![];
     let mut lo: f64 = 0.0;
     let mut hi: f64 = 0.0;
@@ -260,7 +262,7 @@ pub fn gating(dir: &Path) -> Result<Option<Figure>> {
         vec![Panel::fitted(
             "",
             ("fraction of gates off", Scale::Linear),
-            ("extra test error [points]", Scale::Linear),
+            (&format!("extra test error [{unit}]"), Scale::Linear),
             series,
         )],
     )))

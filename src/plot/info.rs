@@ -54,17 +54,11 @@ pub fn information_plane(dir: &Path, o: &Options) -> Result<Option<Figure>> {
     let Some(t) = Table::read_rows(dir, "ib.csv")? else {
         return Ok(None);
     };
-    if !t.has("I_XT") {
+    let (Some((cx, units)), Some((cy, _))) = (t.unit_col("I_XT"), t.unit_col("I_TY")) else {
         return Ok(None);
-    }
-    let (ce, cl, cx, cy) = (
-        t.col("epoch")?,
-        t.col("layer")?,
-        t.col("I_XT")?,
-        t.col("I_TY")?,
-    );
+    };
+    let (ce, cl) = (t.col("epoch")?, t.col("layer")?);
     let cest = t.col("estimator").ok();
-    let units = t.first("units").unwrap_or_else(|| "bits".into());
     let estimators = match cest {
         Some(c) => select("estimator", &t.distinct(c), &o.estimators)?,
         None => vec![String::new()],
@@ -159,7 +153,7 @@ pub fn snr(dir: &Path, o: &Options) -> Result<Option<Figure>> {
             let pts: Vec<(f64, f64)> = t
                 .xy(ce, c, |r| r[cl] == *num)
                 .into_iter()
-                .map(|(e, v)| (e + 1.0, v))
+                .map(|(e, v)| (e.max(1.0), v))
                 .collect();
             let mut s = mean_series(name.clone(), Colour::Palette(li), mark, &pts);
             s.band.clear();
@@ -180,7 +174,7 @@ pub fn snr(dir: &Path, o: &Options) -> Result<Option<Figure>> {
         title,
         vec![Panel::fitted(
             "",
-            ("epoch + 1", Scale::Log),
+            ("epoch", Scale::Log),
             ("gradient norm", Scale::Log),
             series,
         )],
@@ -193,11 +187,9 @@ pub fn mi_estimates(dir: &Path) -> Result<Option<Figure>> {
     let Some(t) = Table::read_rows(dir, crate::run::METRICS_CSV)? else {
         return Ok(None);
     };
-    if !(t.has("true_mi") && t.has("estimate")) {
+    let (Some((ct, units)), Some((ce, _))) = (t.unit_col("true_mi"), t.unit_col("estimate")) else {
         return Ok(None);
-    }
-    let (ct, ce) = (t.col("true_mi")?, t.col("estimate")?);
-    let units = t.first("units").unwrap_or_else(|| "nats".into());
+    };
     let cases = match t.col("case") {
         Ok(c) => t.distinct(c),
         Err(_) => vec![String::new()],

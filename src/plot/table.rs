@@ -64,6 +64,15 @@ impl Table {
         out
     }
     /// The first value of a text column, if the column exists (e.g. `units`).
+    /// The column index and unit of a quantity (`I_XT_bits`, or `I_XT` + `units`).
+    pub fn unit_col(&self, name: &str) -> Option<(usize, String)> {
+        let (c, u) = crate::run::table::unit_column(
+            &self.header,
+            self.rows.first().map(Vec::as_slice),
+            name,
+        )?;
+        Some((self.col(&c).ok()?, u))
+    }
     pub fn first(&self, name: &str) -> Option<String> {
         let c = self.col(name).ok()?;
         self.rows.first().map(|r| r[c].clone())

@@ -1,7 +1,9 @@
 //! Checkpoints: `checkpoints/<tag>/{model.safetensors, optim.safetensors, state.json}` and a
 //! `checkpoints/latest` pointer. A checkpoint is written into a temp folder and renamed into
 //! place before the pointer moves, so an interrupted or failed save (disk full) leaves the
-//! previous checkpoint intact and the pointer never names a half-written one.
+//! previous checkpoint intact and the pointer never names a half-written one. At least two
+//! checkpoints are kept, the latest and the one before it: when the latest cannot be read (a
+//! disk error, a file truncated by hand), resuming falls back to the previous one and says so.
 
 use super::fsutil::write_atomic;
 use anyhow::{anyhow, bail, Context, Result};
@@ -53,7 +55,7 @@ impl Checkpoint {
     }
 }
 
-/// Saves a checkpoint and keeps the newest `keep` of them.
+/// Saves a checkpoint and keeps the newest `keep` of them (never fewer than two).
 pub fn save(
     run_dir: &Path,
     model: &[(String, Tensor)],
@@ -85,36 +87,117 @@ pub fn save(
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e.context(format!("saving checkpoint {}", dest.display())));
     }
-    prune(&root, keep.max(1))?;
+    prune(&root, keep.max(2))?;
     Ok(dest)
 }
 
-/// The latest checkpoint, or None when the run never wrote one (a broken pointer is an error).
-pub fn latest_if_any(run_dir: &Path) -> Result<Option<Checkpoint>> {
-    if run_dir.join(DIR).join(LATEST).exists() {
-        latest(run_dir).map(Some)
-    } else {
-        Ok(None)
-    }
+/// The newest readable checkpoint, or None when the run never wrote one. `note` says which
+/// newer checkpoints could not be read and were passed over.
+pub struct Found {
+    pub checkpoint: Checkpoint,
+    pub tag: String,
+    pub note: Option<String>,
 }
 
-/// The checkpoint `checkpoints/latest` names.
-pub fn latest(run_dir: &Path) -> Result<Checkpoint> {
-    let root = run_dir.join(DIR);
-    let pointer = root.join(LATEST);
-    let tag = std::fs::read_to_string(&pointer).map_err(|_| {
-        anyhow!("{} has no checkpoint yet (no {}); the run stopped before its first checkpoint, start it again",
-            run_dir.display(), pointer.display())
-    })?;
-    let dir = root.join(tag.trim());
-    if !dir.join(STATE).exists() {
-        bail!(
-            "{} names checkpoint {} which is missing or incomplete",
-            pointer.display(),
-            dir.display()
-        );
+/// Whether a checkpoint folder can be resumed from: its state parses and its tensor files read.
+fn readable(dir: &Path) -> Result<()> {
+    let ck = Checkpoint {
+        dir: dir.to_path_buf(),
+    };
+    ck.state()?;
+    for f in [MODEL, OPTIM] {
+        Tensor::read_safetensors(dir.join(f))
+            .map_err(|e| anyhow!("{} is missing or corrupt: {e}", dir.join(f).display()))?;
     }
-    Ok(Checkpoint { dir })
+    Ok(())
+}
+
+/// The checkpoint to resume from: the one `checkpoints/latest` names when it reads, otherwise
+/// the newest one before it that does. With `repair`, unreadable ones are moved aside
+/// (`checkpoints/corrupt-<tag>`, kept for inspection, never picked again) and the pointer is
+/// set to the one found. None when the run never wrote a checkpoint; an error when none reads.
+pub fn find(run_dir: &Path, repair: bool) -> Result<Option<Found>> {
+    let root = run_dir.join(DIR);
+    let pointed = std::fs::read_to_string(root.join(LATEST))
+        .ok()
+        .map(|t| t.trim().to_string());
+    let mut tags: Vec<String> = std::fs::read_dir(&root)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.starts_with('e'))
+                .collect()
+        })
+        .unwrap_or_default();
+    tags.sort();
+    tags.reverse();
+    // The pointer's tag first (it is the latest by construction), then newest to oldest.
+    if let Some(p) = &pointed {
+        tags.retain(|t| t != p);
+        tags.insert(0, p.clone());
+    }
+    if tags.is_empty() {
+        return Ok(None);
+    }
+    let mut skipped: Vec<(String, String)> = vec![];
+    for tag in &tags {
+        let dir = root.join(tag);
+        let ok = if dir.is_dir() {
+            readable(&dir)
+        } else {
+            Err(anyhow!("{} is missing", dir.display()))
+        };
+        match ok {
+            Ok(()) => {
+                let note = (!skipped.is_empty()).then(|| {
+                    let bad: Vec<String> = skipped
+                        .iter()
+                        .map(|(t, why)| format!("checkpoint {t} cannot be read ({why})"))
+                        .collect();
+                    format!(
+                        "{}; falling back to the previous checkpoint {tag}",
+                        bad.join("; ")
+                    )
+                });
+                if repair && !skipped.is_empty() {
+                    for (t, _) in &skipped {
+                        let from = root.join(t);
+                        if from.is_dir() {
+                            let _ = std::fs::rename(&from, root.join(format!("corrupt-{t}")));
+                        }
+                    }
+                    write_atomic(&root.join(LATEST), tag.as_bytes())?;
+                }
+                return Ok(Some(Found {
+                    checkpoint: Checkpoint { dir },
+                    tag: tag.clone(),
+                    note,
+                }));
+            }
+            Err(e) => skipped.push((tag.clone(), crate::run::one_line(&e))),
+        }
+    }
+    bail!(
+        "{} has no readable checkpoint: {}; start the run again",
+        run_dir.display(),
+        skipped
+            .iter()
+            .map(|(t, why)| format!("{t}: {why}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    )
+}
+
+/// The checkpoint to evaluate or resume from (see `find`), or an error when there is none.
+pub fn latest(run_dir: &Path) -> Result<Found> {
+    find(run_dir, false)?.ok_or_else(|| {
+        anyhow!(
+            "{} has no checkpoint yet (no {}); the run stopped before its first checkpoint, start it again",
+            run_dir.display(),
+            run_dir.join(DIR).join(LATEST).display()
+        )
+    })
 }
 
 fn prune(root: &Path, keep: usize) -> Result<()> {
@@ -198,10 +281,13 @@ mod tests {
         for e in 1..=3 {
             save(dir.path(), &model, &[], &state(e), 2).unwrap();
         }
-        let ck = latest(dir.path()).unwrap();
+        let ck = latest(dir.path()).unwrap().checkpoint;
         assert_eq!(ck.state().unwrap(), state(3));
         let kept = std::fs::read_dir(dir.path().join(DIR)).unwrap().count();
         assert_eq!(kept, 3, "two checkpoints and the pointer");
+        save(dir.path(), &model, &[], &state(4), 1).unwrap();
+        let kept = std::fs::read_dir(dir.path().join(DIR)).unwrap().count();
+        assert_eq!(kept, 3, "keep = 1 still keeps the previous checkpoint");
 
         let target = Tensor::zeros([3], (tch::Kind::Float, Device::Cpu));
         let view = target.shallow_clone();
@@ -226,11 +312,49 @@ mod tests {
             .unwrap()
             .to_string()
             .contains("no checkpoint yet"));
+        assert!(find(dir.path(), true).unwrap().is_none());
         let p = dir.path().join("bad.safetensors");
         std::fs::write(&p, b"not a tensor file").unwrap();
         assert!(read_tensors(&p, Device::Cpu)
             .unwrap_err()
             .to_string()
             .contains("missing or corrupt"));
+    }
+
+    #[test]
+    fn a_corrupt_latest_checkpoint_falls_back_to_the_previous_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = vec![("w".to_string(), Tensor::from_slice(&[1.0f32]))];
+        for e in 1..=2 {
+            save(dir.path(), &model, &[], &state(e), 1).unwrap();
+        }
+        let latest_dir = dir.path().join(DIR).join("e00002-s0000000");
+        std::fs::write(latest_dir.join(MODEL), b"truncated").unwrap();
+        let found = find(dir.path(), false).unwrap().unwrap();
+        assert_eq!(found.tag, "e00001-s0000000");
+        let note = found.note.unwrap();
+        assert!(
+            note.contains("checkpoint e00002-s0000000 cannot be read")
+                && note.contains("falling back to the previous checkpoint e00001-s0000000"),
+            "{note}"
+        );
+        assert!(latest_dir.exists(), "without repair nothing moves");
+        let found = find(dir.path(), true).unwrap().unwrap();
+        assert_eq!(found.checkpoint.state().unwrap(), state(1));
+        assert!(!latest_dir.exists());
+        assert!(dir
+            .path()
+            .join(DIR)
+            .join("corrupt-e00002-s0000000")
+            .exists());
+        let again = find(dir.path(), false).unwrap().unwrap();
+        assert!(again.note.is_none() && again.tag == "e00001-s0000000");
+        // No readable checkpoint at all: an error naming each.
+        std::fs::write(found.checkpoint.dir.join(STATE), b"{").unwrap();
+        let e = find(dir.path(), false).err().unwrap().to_string();
+        assert!(
+            e.contains("no readable checkpoint") && e.contains("e00001"),
+            "{e}"
+        );
     }
 }

@@ -5,10 +5,13 @@ use std::io::Write;
 use std::path::Path;
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    // Unique per process and call: threads and processes writing one file never share a temp.
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let tmp = path.with_extension(format!(
-        "{}.tmp-{}",
+        "{}.tmp-{}-{}",
         path.extension().and_then(|e| e.to_str()).unwrap_or(""),
-        std::process::id()
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;

@@ -10,7 +10,7 @@ pub mod signals;
 pub mod table;
 
 use anyhow::{anyhow, bail, Context, Result};
-use metrics::{Cell, MetricsWriter};
+use metrics::{Cell, Keep, MetricsWriter};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -54,7 +54,16 @@ pub struct Resume {
     pub command_line: Vec<String>,
     pub device: String,
     pub from_epoch: usize,
+    /// The checkpoint resumed from (`checkpoints/<tag>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+    /// What else happened: a fallback past an unreadable checkpoint, an extension to more epochs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
+
+/// run.json's `final_metrics`: headline numbers by name, in order.
+pub type FinalMetrics = serde_json::Map<String, serde_json::Value>;
 
 /// Everything `run.json` records.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,14 +73,27 @@ pub struct RunInfo {
     pub command: String,
     pub command_line: Vec<String>,
     pub cwd: String,
+    /// The commit of the working directory's repository when the run started (None outside
+    /// a git checkout), and whether tracked files differed from it.
     pub git_commit: Option<String>,
     pub git_dirty: Option<bool>,
+    /// The commit the binary was built from (recorded by build.rs), whether its sources had
+    /// uncommitted changes then, and the binary's path.
+    #[serde(default)]
+    pub build_git_commit: Option<String>,
+    #[serde(default)]
+    pub build_git_dirty: Option<bool>,
+    #[serde(default)]
+    pub binary: Option<String>,
     pub host: String,
     pub device: String,
     pub device_name: String,
     pub torch_version: String,
     pub stochlab_version: String,
     pub seed: u64,
+    /// Every seed the run trains when it trains several (replicates, batched networks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<u64>,
     pub smoke: bool,
     pub start: String,
     pub end: Option<String>,
@@ -201,6 +223,7 @@ impl RunContext {
         std::fs::write(dir.join(CONFIG_TOML), config_text)
             .with_context(|| format!("writing {}", dir.join(CONFIG_TOML).display()))?;
         let (git_commit, git_dirty) = git_state();
+        let (build_git_commit, build_git_dirty) = build_git_state();
         let info = RunInfo {
             experiment: experiment.to_string(),
             run_id,
@@ -211,12 +234,18 @@ impl RunContext {
                 .unwrap_or_default(),
             git_commit,
             git_dirty,
+            build_git_commit,
+            build_git_dirty,
+            binary: std::env::current_exe()
+                .ok()
+                .map(|p| p.display().to_string()),
             host: gethostname::gethostname().to_string_lossy().into_owned(),
             device: crate::device::name(opts.device),
             device_name: crate::device::describe(opts.device),
             torch_version: crate::device::torch_version(),
             stochlab_version: env!("CARGO_PKG_VERSION").to_string(),
             seed,
+            seeds: vec![],
             smoke: opts.smoke,
             start: now(),
             end: None,
@@ -234,21 +263,40 @@ impl RunContext {
         Ok(ctx)
     }
 
-    /// Reopens an interrupted or failed run to continue it from its latest checkpoint.
-    /// Returns the context and the run's saved config.toml text.
-    pub fn reopen(dir: &Path, opts: &RunOptions) -> Result<(Self, String)> {
+    /// Reopens an interrupted or failed run to continue it from its latest readable checkpoint
+    /// (falling back past an unreadable latest one, with a note), or a completed one to extend
+    /// it to `extend_to` epochs. Returns the context and the run's saved config.toml text.
+    pub fn reopen(
+        dir: &Path,
+        opts: &RunOptions,
+        extend_to: Option<usize>,
+    ) -> Result<(Self, String)> {
         let mut info = read_info(dir)?;
-        if info.status == Status::Completed {
+        if extend_to.is_none() && info.status == Status::Completed {
             bail!(
-                "{} already completed; nothing to resume (start a new run instead)",
+                "{} already completed; nothing to resume (start a new run, or extend it with `--resume {} train.epochs=N`)",
+                dir.display(),
                 dir.display()
             );
         }
-        let ckpt = checkpoint::latest_if_any(dir)?;
-        let from_epoch = match &ckpt {
-            Some(c) => c.state()?.epoch,
+        let found = checkpoint::find(dir, true)?;
+        let from_epoch = match &found {
+            Some(f) => f.checkpoint.state()?.epoch,
             None => 0,
         };
+        let mut notes = vec![];
+        match extend_to {
+            Some(n) if n <= from_epoch => bail!(
+                "{} has already trained {from_epoch} epochs; to extend it pass train.epochs larger than {from_epoch}",
+                dir.display()
+            ),
+            Some(n) => notes.push(format!("extended to train.epochs = {n} from {from_epoch}")),
+            None => {}
+        }
+        if let Some(note) = found.as_ref().and_then(|f| f.note.clone()) {
+            eprintln!("warning: {}: {note}", dir.display());
+            notes.insert(0, note);
+        }
         let config = std::fs::read_to_string(dir.join(CONFIG_TOML))
             .with_context(|| format!("reading {}", dir.join(CONFIG_TOML).display()))?;
         info.resumes.push(Resume {
@@ -256,12 +304,20 @@ impl RunContext {
             command_line: opts.command_line.clone(),
             device: crate::device::name(opts.device),
             from_epoch,
+            checkpoint: found.as_ref().map(|f| f.tag.clone()),
+            notes,
         });
         info.status = Status::Running;
         info.error = None;
         info.end = None;
         let seed = info.seed;
-        let ctx = Self::with(dir.to_path_buf(), info, opts, seed, ckpt);
+        let ctx = Self::with(
+            dir.to_path_buf(),
+            info,
+            opts,
+            seed,
+            found.map(|f| f.checkpoint),
+        );
         ctx.write_info()?;
         Ok((ctx, config))
     }
@@ -308,7 +364,7 @@ impl RunContext {
             if info.status == Status::Completed {
                 return Ok(Child::Done);
             }
-            Self::reopen(&dir, &opts)?.0
+            Self::reopen(&dir, &opts, None)?.0
         } else {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             Self::create_in(
@@ -349,23 +405,59 @@ impl RunContext {
         }
     }
 
-    /// Final metrics for run.json chosen by the experiment (its summary); without this call
-    /// they are the last metrics.csv row.
+    /// Final metrics for run.json chosen by the experiment: its headline numbers (mean and
+    /// std over seeds, with `seeds` saying how many, where it trains several). Without this
+    /// call they are the last metrics.csv row.
     pub fn set_final_metrics(&mut self, metrics: serde_json::Map<String, serde_json::Value>) {
         self.info.final_metrics = metrics;
         self.summary_set = true;
     }
 
+    /// Records the seeds of a run that trains several (run.json `seeds`, the summary line).
+    pub fn set_seeds(&mut self, seeds: Vec<u64>) {
+        self.info.seeds = seeds;
+    }
+
     /// Opens metrics.csv with this header: a new file, or, when resuming, the run's file cut
     /// back to the rows its checkpoint covers.
     pub fn open_metrics(&mut self, columns: &[&str]) -> Result<()> {
+        let keep = match &self.resume_from {
+            Some(ck) => Some(ck.state()?.metrics_rows),
+            None => None,
+        };
+        self.open_metrics_keeping(columns, keep.map(Keep::Rows))
+    }
+
+    /// Opens metrics.csv; on resume keeps the rows `keep` selects (None: a new file).
+    pub fn open_metrics_keeping(&mut self, columns: &[&str], keep: Option<Keep<'_>>) -> Result<()> {
         let path = self.dir.join(METRICS_CSV);
-        let writer = match &self.resume_from {
-            Some(ck) => MetricsWriter::resume(&path, columns, ck.state()?.metrics_rows)?,
+        let writer = match keep.filter(|_| self.resume_from.is_some()) {
+            Some(k) => MetricsWriter::resume(&path, columns, k)?,
             None => MetricsWriter::create(&path, columns)?,
         };
         self.metrics = Some(writer);
         Ok(())
+    }
+
+    /// Sorts metrics.csv's rows by these columns (e.g. seed, then epoch).
+    pub fn sort_metrics(&mut self, keys: &[&str]) -> Result<()> {
+        match self.metrics.as_mut() {
+            Some(m) => m.sort_by(keys),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the run wrote anything besides config.toml and run.json: a run that failed
+    /// before that (a config or data problem found while setting up) leaves nothing to keep.
+    pub fn wrote_results(&self) -> bool {
+        std::fs::read_dir(&self.dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok()).any(|e| {
+                    let n = e.file_name();
+                    n != CONFIG_TOML && n != RUN_JSON
+                })
+            })
+            .unwrap_or(true)
     }
 
     pub fn log(&mut self, row: Vec<Cell>) -> Result<()> {
@@ -459,6 +551,18 @@ fn short_id(attempt: u32) -> String {
     );
     h.write_u32(attempt);
     format!("{:06x}", h.finish() & 0xff_ffff)
+}
+
+/// The commit the binary was built from and whether its sources were modified then
+/// (build.rs; None when it was built outside a git checkout).
+pub fn build_git_state() -> (Option<String>, Option<bool>) {
+    let commit = option_env!("STOCHLAB_BUILD_COMMIT")
+        .filter(|c| !c.is_empty())
+        .map(str::to_string);
+    let dirty = option_env!("STOCHLAB_BUILD_DIRTY")
+        .filter(|_| commit.is_some())
+        .map(|d| d == "true");
+    (commit, dirty)
 }
 
 fn git_state() -> (Option<String>, Option<bool>) {

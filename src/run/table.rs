@@ -55,6 +55,18 @@ impl CsvTable {
             .ok_or_else(|| anyhow!("{} has no column `{column}`", self.name()))
     }
 
+    /// A quantity whose header names its unit (`I_XT_bits`, `true_mi_nats`): the column and the
+    /// unit. Files written before units moved into headers have a plain `I_XT` and a `units`
+    /// column; then the unit is the first row's.
+    pub fn unit_column(&self, name: &str) -> Result<(String, String)> {
+        unit_column(&self.header, self.rows.first().map(Vec::as_slice), name).ok_or_else(|| {
+            anyhow!(
+                "{} has no column `{name}_bits` or `{name}_nats`",
+                self.name()
+            )
+        })
+    }
+
     /// Rows whose named columns hold the given texts.
     pub fn select(&self, filters: &[(&str, &str)]) -> Result<Vec<&Vec<String>>> {
         let idx: Vec<(usize, &str)> = filters
@@ -115,6 +127,31 @@ impl CsvTable {
             )
         })
     }
+}
+
+/// The column of a quantity with its unit: `<name>_bits` / `<name>_nats`, or (files written
+/// before units moved into the header) `<name>` with the unit in a `units` column.
+pub fn unit_column(
+    header: &[String],
+    first_row: Option<&[String]>,
+    name: &str,
+) -> Option<(String, String)> {
+    let has = |c: &str| header.iter().any(|h| h == c);
+    for u in ["bits", "nats"] {
+        let c = format!("{name}_{u}");
+        if has(&c) {
+            return Some((c, u.to_string()));
+        }
+    }
+    if has(name) {
+        let unit = header
+            .iter()
+            .position(|h| h == "units")
+            .and_then(|c| first_row.and_then(|r| r.get(c)).cloned())
+            .unwrap_or_else(|| "nats".into());
+        return Some((name.to_string(), unit));
+    }
+    None
 }
 
 fn show(filters: &[(&str, &str)]) -> String {

@@ -61,7 +61,9 @@ pub fn main(g: &GlobalOpts, args: SweepArgs) -> Result<i32> {
             return Ok(0);
         }
         Some(SweepAction::Summary { dir, group_by }) => {
-            println!("{}", SweepDir::open(&dir)?.summary(&group_by)?.display());
+            let (path, table) = SweepDir::open(&dir)?.summary(&group_by)?;
+            print!("{table}");
+            println!("{}", path.display());
             return Ok(0);
         }
         Some(SweepAction::RunTask { dir, index }) => {
@@ -74,14 +76,29 @@ pub fn main(g: &GlobalOpts, args: SweepArgs) -> Result<i32> {
                 );
             }
             let stop = stop_flag()?;
-            let st = sd.run_job(
-                index,
-                &std::env::current_exe()?,
-                &job_flags(g),
-                &[],
-                &stop,
-                false,
-            )?;
+            let exe = std::env::current_exe()?;
+            // Another process (a local sweep, another task) may hold this job: wait for it,
+            // then take over if it stopped without finishing.
+            let mut told = false;
+            let st = loop {
+                match sd.run_job(index, &exe, &job_flags(g), &[], &stop, false)? {
+                    super::JobRun::Done(st) => break st,
+                    super::JobRun::Busy(h) => {
+                        if !told {
+                            eprintln!(
+                                "job {} is running in {}; waiting for it",
+                                sd.jobs[index].id,
+                                h.describe()
+                            );
+                            told = true;
+                        }
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            return Ok(143);
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(500));
+                    }
+                }
+            };
             sd.write_jobs_csv()?;
             println!("job {} {:?}", st.id, st.status);
             return Ok(match st.status {

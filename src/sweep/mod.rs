@@ -3,9 +3,12 @@
 //! `results/sweeps/<name>/runs/<job id>/`. Locally a pool of workers runs them (optionally
 //! pinned to GPUs); on a cluster a Slurm job array does, one `sweep run-task` per array task.
 //! Each job's state lives in its own file (`jobs/<id>.json`, written atomically), so concurrent
-//! tasks never share a file; `jobs.csv` is regenerated from them.
+//! tasks never share a file; `jobs.csv` is regenerated from them. A process claims a job
+//! (`jobs/<id>.lock`, see `lock`) before running it, so the same sweep started twice, or a
+//! Slurm array next to a local run, shares the jobs out instead of running any twice.
 
 pub mod command;
+pub mod lock;
 pub mod slurm;
 pub mod spec;
 
@@ -65,6 +68,14 @@ pub struct JobState {
     pub attempts: u32,
     pub error: Option<String>,
     pub final_metrics: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What `run_job` did.
+pub enum JobRun {
+    /// Ran it (or found it finished): its state now.
+    Done(JobState),
+    /// Another process holds the job (running it now).
+    Busy(lock::Holder),
 }
 
 /// A sweep directory: the spec, the manifest of jobs (stable order), states, runs, logs.
@@ -182,8 +193,18 @@ impl SweepDir {
         Ok(c)
     }
 
+    fn lock_path(&self, j: &Job) -> PathBuf {
+        self.dir.join(STATES).join(format!("{}.lock", j.id))
+    }
+
+    /// Who else is running this job now, if anyone.
+    pub fn running_elsewhere(&self, index: usize) -> Option<lock::Holder> {
+        lock::holder(&self.lock_path(&self.jobs[index]))
+    }
+
     /// Runs one job to the end in a child process (forwarding `stop` as SIGTERM) and records
-    /// its state. `retry_failed`: a failed job starts again from scratch.
+    /// its state; `Busy` when another process holds the job. `retry_failed`: a failed job
+    /// starts again from scratch.
     pub fn run_job(
         &self,
         index: usize,
@@ -192,20 +213,25 @@ impl SweepDir {
         env: &[(String, String)],
         stop: &AtomicBool,
         retry_failed: bool,
-    ) -> Result<JobState> {
+    ) -> Result<JobRun> {
         let j = &self.jobs[index];
+        let mut claim = match lock::try_claim(&self.lock_path(j))? {
+            lock::Attempt::Claimed(c) => c,
+            lock::Attempt::Held(h) => return Ok(JobRun::Busy(h)),
+        };
+        // Read after claiming: another process may have finished the job just before.
         let mut st = self.state(j).unwrap_or_else(|_| self.fresh_state(index, j));
         let run_dir = self.run_dir(j);
         if st.status == JobStatus::Completed {
-            return Ok(st);
+            return Ok(JobRun::Done(st));
         }
         if run_dir.join(run::RUN_JSON).exists() {
             let info = run::read_info(&run_dir)?;
             match info.status {
-                Status::Completed => return self.finish(st, Some(0), &run_dir),
+                Status::Completed => return self.finish(st, Some(0), &run_dir).map(JobRun::Done),
                 Status::Failed if retry_failed => std::fs::remove_dir_all(&run_dir)
                     .with_context(|| format!("removing {}", run_dir.display()))?,
-                Status::Failed => return Ok(st),
+                Status::Failed => return Ok(JobRun::Done(st)),
                 _ => {}
             }
         } else if run_dir.exists() {
@@ -242,16 +268,19 @@ impl SweepDir {
                 unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
                 signalled = true;
             }
+            claim.heartbeat();
             std::thread::sleep(Duration::from_millis(5));
         };
         // A job killed by a signal (e.g. the SIGTERM forwarded above, before it installed its
         // handlers) reports 128 + signal, as a shell would.
         use std::os::unix::process::ExitStatusExt;
-        self.finish(
+        let st = self.finish(
             st,
             status.code().or_else(|| status.signal().map(|s| 128 + s)),
             &run_dir,
-        )
+        )?;
+        drop(claim);
+        Ok(JobRun::Done(st))
     }
 
     /// Records how a job's run ended, from its exit code and run.json.
@@ -300,7 +329,16 @@ impl SweepDir {
             ]
             .map(String::from),
         );
-        header.extend(metrics.iter().cloned());
+        // A metric named like one of the columns above (a run's `seed`) gets a prefix, so no
+        // header appears twice.
+        let fixed = header.clone();
+        header.extend(metrics.iter().map(|m| {
+            if fixed.contains(m) {
+                format!("final_{m}")
+            } else {
+                m.clone()
+            }
+        }));
         w.write_record(&header)?;
         for s in &states {
             let mut row = vec![s.id.clone()];
@@ -355,6 +393,16 @@ impl SweepDir {
                 s.error.clone().unwrap_or_default()
             );
         }
+        for s in states.iter().filter(|s| s.status == JobStatus::Running) {
+            if let Some(h) = self.running_elsewhere(s.index) {
+                out += &format!(
+                    "running {} ({}) in {}\n",
+                    s.id,
+                    overrides_text(s),
+                    h.describe()
+                );
+            }
+        }
         if let Ok(slurm) = std::fs::read_to_string(self.dir.join("slurm_job_id")) {
             out += &format!("slurm array job {}", slurm.trim());
             if let Ok(o) = Command::new("sacct")
@@ -382,28 +430,30 @@ impl SweepDir {
         Ok(out)
     }
 
-    /// summary.csv: per job, or per group of `group_by` keys with mean, std and count of every
-    /// numeric final metric over the rest (typically seeds).
-    pub fn summary(&self, group_by: &[String]) -> Result<PathBuf> {
+    /// summary.csv, grouped by `group_by` (default: every swept key but the seed), with the
+    /// number of jobs (`count`) and each numeric final metric's mean and std over the group's jobs. A
+    /// job that already reports a mean and std over its own seeds (`X_mean`, `X_std`, with
+    /// `seeds` or `<prefix>_seeds` saying how many) is pooled with the others seed by seed:
+    /// the group's `X_mean`, `X_std` are over all their seeds, and `seeds_total` counts them.
+    /// Returns the file and the table as aligned text.
+    pub fn summary(&self, group_by: &[String]) -> Result<(PathBuf, String)> {
         let states: Vec<JobState> = self
             .states()?
             .into_iter()
             .filter(|s| s.status == JobStatus::Completed)
             .collect();
-        let metrics: Vec<String> = metric_keys(&states)
-            .into_iter()
-            .filter(|m| {
-                states
-                    .iter()
-                    .any(|s| s.final_metrics.get(m).and_then(|v| v.as_f64()).is_some())
-            })
-            .collect();
-        let keys = if group_by.is_empty() {
-            swept_keys(&states)
+        let numeric = |m: &String| {
+            states
+                .iter()
+                .any(|s| s.final_metrics.get(m).and_then(|v| v.as_f64()).is_some())
+        };
+        let metrics: Vec<String> = metric_keys(&states).into_iter().filter(numeric).collect();
+        let all_keys = swept_keys(&states);
+        let keys: Vec<String> = if group_by.is_empty() {
+            all_keys.iter().filter(|k| *k != "seed").cloned().collect()
         } else {
             group_by.to_vec()
         };
-        let all_keys = swept_keys(&states);
         for k in &keys {
             if !all_keys.contains(k) && k != "seed" {
                 bail!(
@@ -425,47 +475,159 @@ impl SweepDir {
         };
         let mut groups: Vec<(Vec<String>, Vec<&JobState>)> = vec![];
         for s in &states {
-            let k = if group_by.is_empty() {
-                let mut k = key_of(s);
-                k.push(s.seed.to_string());
-                k
-            } else {
-                key_of(s)
-            };
+            let k = key_of(s);
             match groups.iter_mut().find(|(g, _)| *g == k) {
                 Some((_, v)) => v.push(s),
                 None => groups.push((k, vec![s])),
             }
         }
-        let mut w = csv::Writer::from_writer(vec![]);
+        // Columns: pooled quantities (X from X_mean/X_std), then plain metrics.
+        let pooled: Vec<String> = metrics
+            .iter()
+            .filter_map(|m| m.strip_suffix("_mean"))
+            .filter(|b| metrics.contains(&format!("{b}_std")))
+            .map(str::to_string)
+            .collect();
+        let is_pooled_part = |m: &str| {
+            pooled
+                .iter()
+                .any(|b| m == format!("{b}_mean") || m == format!("{b}_std"))
+        };
+        let counts: Vec<String> = metrics
+            .iter()
+            .filter(|m| *m == "seeds" || m.ends_with("_seeds"))
+            .cloned()
+            .collect();
+        let plain: Vec<String> = metrics
+            .iter()
+            .filter(|m| !is_pooled_part(m) && !counts.contains(m))
+            .cloned()
+            .collect();
         let mut header = keys.clone();
-        if group_by.is_empty() {
-            header.push("seed".into());
-        }
         header.push("count".into());
-        for m in &metrics {
+        // Seeds pooled over the group's jobs (`seeds` → `seeds_total`: a swept `seeds` key
+        // keeps its own column).
+        header.extend(counts.iter().map(|c| format!("{c}_total")));
+        for b in &pooled {
+            header.push(format!("{b}_mean"));
+            header.push(format!("{b}_std"));
+        }
+        for m in &plain {
             header.push(format!("{m}_mean"));
             header.push(format!("{m}_std"));
         }
-        w.write_record(&header)?;
+        let num = |s: &JobState, k: &str| s.final_metrics.get(k).and_then(|v| v.as_f64());
+        let mut table: Vec<Vec<String>> = vec![];
         for (k, members) in &groups {
             let mut row = k.clone();
             row.push(members.len().to_string());
-            for m in &metrics {
-                let v: Vec<f64> = members
+            for c in &counts {
+                let n: f64 = members.iter().filter_map(|s| num(s, c)).sum();
+                row.push(format!("{n:.0}"));
+            }
+            for b in &pooled {
+                let parts: Vec<(f64, f64, f64)> = members
                     .iter()
-                    .filter_map(|s| s.final_metrics.get(m).and_then(|x| x.as_f64()))
+                    .filter_map(|s| {
+                        let m = num(s, &format!("{b}_mean"))?;
+                        let sd = num(s, &format!("{b}_std")).unwrap_or(0.0);
+                        Some((count_for(s, b, &counts), m, sd))
+                    })
                     .collect();
+                let (mean, std) = pooled_mean_std(&parts);
+                row.push(crate::run::metrics::float(mean));
+                row.push(crate::run::metrics::float(std));
+            }
+            for m in &plain {
+                let v: Vec<f64> = members.iter().filter_map(|s| num(s, m)).collect();
                 let (mean, std) = mean_std(&v);
                 row.push(crate::run::metrics::float(mean));
                 row.push(crate::run::metrics::float(std));
             }
-            w.write_record(&row)?;
+            table.push(row);
+        }
+        let mut w = csv::Writer::from_writer(vec![]);
+        w.write_record(&header)?;
+        for r in &table {
+            w.write_record(r)?;
         }
         let path = self.dir.join("summary.csv");
         write_atomic(&path, &w.into_inner()?)?;
-        Ok(path)
+        Ok((path, aligned(&header, &table)))
     }
+}
+
+/// How many seeds a job's `base_mean` is over: the nearest `<prefix>_seeds` of `base`, else
+/// `seeds`, else 1.
+fn count_for(s: &JobState, base: &str, counts: &[String]) -> f64 {
+    let mut prefix = base;
+    loop {
+        let key = format!("{prefix}_seeds");
+        if counts.contains(&key) {
+            if let Some(n) = s.final_metrics.get(&key).and_then(|v| v.as_f64()) {
+                return n;
+            }
+        }
+        match prefix.rfind('_') {
+            Some(i) => prefix = &prefix[..i],
+            None => break,
+        }
+    }
+    s.final_metrics
+        .get("seeds")
+        .and_then(|v| v.as_f64())
+        .unwrap_or(1.0)
+}
+
+/// Mean and sample std of the union of groups given as (count, mean, std).
+pub fn pooled_mean_std(parts: &[(f64, f64, f64)]) -> (f64, f64) {
+    let n: f64 = parts.iter().map(|p| p.0).sum();
+    if parts.is_empty() || n <= 0.0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let mean = parts.iter().map(|p| p.0 * p.1).sum::<f64>() / n;
+    if n <= 1.0 {
+        return (mean, 0.0);
+    }
+    let ss: f64 = parts
+        .iter()
+        .map(|(k, m, sd)| (k - 1.0).max(0.0) * sd * sd + k * (m - mean).powi(2))
+        .sum();
+    (mean, (ss / (n - 1.0)).sqrt())
+}
+
+/// A table as aligned columns (numbers right-aligned, text left-aligned).
+fn aligned(header: &[String], rows: &[Vec<String>]) -> String {
+    let width: Vec<usize> = (0..header.len())
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].chars().count())
+                .chain([header[c].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(c, v)| {
+                if v.parse::<f64>().is_ok() {
+                    format!("{v:>w$}", w = width[c])
+                } else {
+                    format!("{v:<w$}", w = width[c])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = line(header) + "\n";
+    for r in rows {
+        out += &(line(r) + "\n");
+    }
+    out
 }
 
 /// Every key of the maps, in order of first appearance.
@@ -494,6 +656,8 @@ fn metric_keys(states: &[JobState]) -> Vec<String> {
 fn json_text(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
+        // Counts stay integers (`10`, not `10.0`).
+        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
         serde_json::Value::Number(n) => n
             .as_f64()
             .map(crate::run::metrics::float)
@@ -577,8 +741,12 @@ pub fn run_local(
         Ok(_) => vec![],
         Err(_) => vec![("OMP_NUM_THREADS".into(), threads.max(1).to_string())],
     };
+    let asked: Vec<usize> = todo.iter().copied().collect();
     let queue = Mutex::new(todo);
-    let failed = Mutex::new(0usize);
+    // Jobs another process holds: waited for (retried every WAIT) and never retried here.
+    let deferred: Mutex<Vec<usize>> = Mutex::new(vec![]);
+    let elsewhere: Mutex<Vec<usize>> = Mutex::new(vec![]);
+    const WAIT: Duration = Duration::from_millis(200);
     let finished = Mutex::new(done_before);
     let error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     let start = Instant::now();
@@ -593,8 +761,8 @@ pub fn run_local(
     }
     std::thread::scope(|scope| {
         for gpu in &slots {
-            let (queue, failed, finished, error, stop) =
-                (&queue, &failed, &finished, &error, &stop);
+            let (queue, deferred, elsewhere, finished, error, stop) =
+                (&queue, &deferred, &elsewhere, &finished, &error, &stop);
             let mut env: Vec<(String, String)> = gpu
                 .iter()
                 .map(|g| ("CUDA_VISIBLE_DEVICES".to_string(), g.clone()))
@@ -605,10 +773,20 @@ pub fn run_local(
                 if stop.load(Ordering::Relaxed) {
                     return;
                 }
-                let Some(index) = queue.lock().expect("queue").pop_front() else {
-                    return;
+                let next = queue.lock().expect("queue").pop_front();
+                let Some(index) = next else {
+                    // Nothing left but jobs other processes run: wait for them (a job whose
+                    // holder dies is taken over and run here).
+                    let waiting = std::mem::take(&mut *deferred.lock().expect("deferred"));
+                    if waiting.is_empty() {
+                        return;
+                    }
+                    std::thread::sleep(WAIT);
+                    queue.lock().expect("queue").extend(waiting);
+                    continue;
                 };
-                if !opts.quiet {
+                let theirs = elsewhere.lock().expect("elsewhere").contains(&index);
+                if !opts.quiet && !theirs {
                     let j = &sd.jobs[index];
                     let mut args = j.args();
                     args.push(format!("seed={}", j.seed));
@@ -621,16 +799,33 @@ pub fn run_local(
                 }
                 let mut attempt = 0;
                 let state = loop {
-                    let retry_failed = opts.retry_failed || attempt > 0;
+                    let retry_failed = (opts.retry_failed && !theirs) || attempt > 0;
                     match sd.run_job(index, &exe, &opts.flags, &env, stop, retry_failed) {
-                        Ok(s)
+                        Ok(JobRun::Busy(h)) => {
+                            let mut e = elsewhere.lock().expect("elsewhere");
+                            if !e.contains(&index) {
+                                e.push(index);
+                                if !opts.quiet {
+                                    eprintln!(
+                                        "[sweep {}] job {} is running in {} (another stochlab on this sweep); waiting for it",
+                                        sd.spec.name,
+                                        sd.jobs[index].id,
+                                        h.describe()
+                                    );
+                                }
+                            }
+                            deferred.lock().expect("deferred").push(index);
+                            break None;
+                        }
+                        Ok(JobRun::Done(s))
                             if s.status == JobStatus::Failed
+                                && !theirs
                                 && attempt < opts.retries
                                 && !stop.load(Ordering::Relaxed) =>
                         {
                             attempt += 1
                         }
-                        Ok(s) => break s,
+                        Ok(JobRun::Done(s)) => break Some(s),
                         Err(e) => {
                             *error.lock().expect("error") = Some(e);
                             stop.store(true, Ordering::Relaxed);
@@ -638,15 +833,15 @@ pub fn run_local(
                         }
                     }
                 };
+                let Some(state) = state else {
+                    continue;
+                };
                 let mut n = finished.lock().expect("finished");
                 if state.status == JobStatus::Completed || state.status == JobStatus::Failed {
                     *n += 1;
                 }
-                if state.status == JobStatus::Failed {
-                    *failed.lock().expect("failed") += 1;
-                    if opts.fail_fast {
-                        stop.store(true, Ordering::Relaxed);
-                    }
+                if state.status == JobStatus::Failed && opts.fail_fast {
+                    stop.store(true, Ordering::Relaxed);
                 }
                 if !opts.quiet {
                     eprintln!(
@@ -676,9 +871,13 @@ pub fn run_local(
     if let Some(e) = error.into_inner().expect("error") {
         return Err(e);
     }
-    let failed = failed.into_inner().expect("failed");
-    let unfinished = sd
-        .states()?
+    // The jobs this invocation was asked to finish, however they ended (here or elsewhere).
+    let states = sd.states()?;
+    let failed = asked
+        .iter()
+        .filter(|&&i| states[i].status == JobStatus::Failed)
+        .count();
+    let unfinished = states
         .iter()
         .any(|s| s.status != JobStatus::Completed && s.status != JobStatus::Failed);
     Ok(
@@ -688,4 +887,26 @@ pub fn run_local(
             Some(failed)
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pooled_mean_and_std_equal_those_of_all_the_seeds() {
+        let a = [0.90, 0.92, 0.94];
+        let b = [0.80, 0.84];
+        let all: Vec<f64> = a.iter().chain(&b).copied().collect();
+        let (ma, sa) = mean_std(&a);
+        let (mb, sb) = mean_std(&b);
+        let (m, s) = pooled_mean_std(&[(3.0, ma, sa), (2.0, mb, sb)]);
+        let (em, es) = mean_std(&all);
+        assert!(
+            (m - em).abs() < 1e-12 && (s - es).abs() < 1e-12,
+            "{m} {s} vs {em} {es}"
+        );
+        assert_eq!(pooled_mean_std(&[(1.0, 0.5, 0.0)]), (0.5, 0.0));
+        assert!(pooled_mean_std(&[]).0.is_nan());
+    }
 }

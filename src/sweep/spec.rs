@@ -126,7 +126,8 @@ impl SweepSpec {
         Ok(spec)
     }
 
-    /// Hydra-style command line: `key=a,b,c` sweeps the values, `seed=0..4` the seeds (inclusive).
+    /// Hydra-style command line: `key=a,b,c` sweeps the values, `seed=0..4` the seeds
+    /// (inclusive). `seeds=N` is an ordinary config key (ib-tishby's networks per run).
     pub fn from_cli(experiment: &str, overrides: &[String]) -> Result<Self> {
         let mut spec = SweepSpec {
             experiment: experiment.to_string(),
@@ -136,7 +137,7 @@ impl SweepSpec {
             let (key, text) = raw
                 .split_once('=')
                 .ok_or_else(|| anyhow!("sweep override `{raw}` is not key=value"))?;
-            if key == "seed" || key == "seeds" {
+            if key == "seed" {
                 spec.seeds = Some(parse_seeds(text)?);
                 continue;
             }

@@ -187,7 +187,7 @@ impl Sharpness {
             Some(step) => MetricsWriter::resume(
                 &path,
                 &SHARPNESS_COLUMNS,
-                (step / cfg.every.max(1) as u64) as usize + 1,
+                crate::run::metrics::Keep::Rows((step / cfg.every.max(1) as u64) as usize + 1),
             )?,
         };
         let last = writer
@@ -242,7 +242,7 @@ impl Sharpness {
 /// latest.
 fn pick_checkpoint(run_dir: &Path, which: Option<&str>) -> Result<checkpoint::Checkpoint> {
     let Some(which) = which else {
-        return checkpoint::latest(run_dir);
+        return checkpoint::latest(run_dir).map(|f| f.checkpoint);
     };
     let root = run_dir.join(checkpoint::DIR);
     let mut tags: Vec<String> = std::fs::read_dir(&root)

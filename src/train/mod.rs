@@ -36,7 +36,7 @@ pub struct TrainConfig {
     pub eval_batch_size: i64,
     /// Save a checkpoint every N epochs (the last epoch and interrupts always save).
     pub checkpoint_every: usize,
-    /// How many checkpoints to keep.
+    /// How many checkpoints to keep (at least 2: the latest and the one to fall back to).
     pub keep_checkpoints: usize,
     /// Log ‖w − w_0‖ per layer (`dist_<layer>` columns) and in total (`dist_total`).
     pub distance_from_init: bool,
@@ -52,7 +52,7 @@ impl Default for TrainConfig {
             drop_last: false,
             eval_batch_size: 2048,
             checkpoint_every: 1,
-            keep_checkpoints: 1,
+            keep_checkpoints: 2,
             distance_from_init: false,
             sharpness: curvature::SharpnessConfig::default(),
         }
@@ -146,6 +146,31 @@ pub fn evaluate(model: &dyn ModuleT, split: &Split, batch_size: i64) -> (f64, f6
             correct.int64_value(&[]) as f64 / n,
         )
     })
+}
+
+/// `eval` rows of a classifier: loss, accuracy and size of each split the dataset has.
+pub fn evaluate_splits(
+    model: &dyn ModuleT,
+    data: &Dataset,
+    batch_size: i64,
+) -> Vec<crate::run::metrics::NamedRow> {
+    [
+        ("train", Some(&data.train)),
+        ("val", data.val.as_ref()),
+        ("test", Some(&data.test)),
+    ]
+    .into_iter()
+    .filter_map(|(name, split)| split.map(|s| (name, s)))
+    .map(|(name, split)| {
+        let (loss, acc) = evaluate(model, split, batch_size);
+        let metrics = vec![
+            ("loss".to_string(), Cell::from(loss)),
+            ("acc".to_string(), Cell::from(acc)),
+            ("n".to_string(), Cell::from(split.len())),
+        ];
+        (name.to_string(), metrics)
+    })
+    .collect()
 }
 
 /// Named variables of a VarStore (weights and buffers), for checkpoints.

@@ -9,18 +9,19 @@
 //! - I(X; L) by KSG between the two compressed samples, I(L; Y) by the KSG-type estimator for a
 //!   discrete label (Ross 2014), in `units`.
 //!
-//! Rows go to `ib.csv` (epoch, layer, name, width, estimator, I_XT, I_TY, units); epoch 0 is
-//! the untrained network. `stochlab plot <run>` draws the information plane.
+//! Rows go to `ib.csv` (epoch, layer, name, width, estimator, I_XT_<units>, I_TY_<units>,
+//! seconds); row `epoch = e` is the state after e epochs, epoch 0 the untrained network.
+//! `stochlab plot <run>` draws the information plane.
 
 use crate::config;
 use crate::data::{self, DataConfig, Dataset};
-use crate::experiments::Entry;
+use crate::experiments::{Entry, EvalInput, EvalRow};
 use crate::info::compress::{AeConfig, Fitted, Pca};
 use crate::info::mi::{self, MiEstimator, MiParams, Units, Var};
 use crate::nn::GaussianNoise;
 use crate::optim::{OptimConfig, Optimizer};
 use crate::rng::{self, Stream};
-use crate::run::metrics::{Cell, MetricsWriter};
+use crate::run::metrics::{Cell, Keep, MetricsWriter};
 use crate::run::{Outcome, RunContext};
 use crate::train::{self, Classification, Hooks, TrainConfig};
 use anyhow::{bail, Result};
@@ -38,10 +39,12 @@ pub const ENTRY: Entry = Entry {
     defaults: include_str!("../../../experiments/ib-lossy.toml"),
     normalize: config::normalize::<Config>,
     train,
-    eval: None,
+    eval: Some(eval),
     information_plane: true,
     claims: CLAIMS,
     variants: &[],
+    extendable: true,
+    nested_runs: false,
 };
 
 /// `[model]`: the paper's network.
@@ -134,6 +137,9 @@ impl config::Check for Config {
         }
         Ok(())
     }
+    fn resolve(&mut self) {
+        self.optim.resolve();
+    }
 }
 
 /// The noisy CNN: conv blocks, global average pooling, dense layers, logits.
@@ -225,17 +231,15 @@ impl ModuleT for NoisyCnn {
     }
 }
 
-const IB_COLS: &[&str] = &[
-    "epoch",
-    "layer",
-    "name",
-    "width",
-    "estimator",
-    "I_XT",
-    "I_TY",
-    "units",
-    "seconds",
-];
+/// ib.csv's columns; the information columns carry their unit (`I_XT_nats`).
+fn ib_columns(units: Units) -> Vec<String> {
+    let u = units.as_str();
+    ["epoch", "layer", "name", "width", "estimator"]
+        .iter()
+        .map(|c| c.to_string())
+        .chain([format!("I_XT_{u}"), format!("I_TY_{u}"), "seconds".into()])
+        .collect()
+}
 
 /// Measures the information plane at the end of each epoch (and once before training).
 struct Plane<'a> {
@@ -309,7 +313,6 @@ impl Plane<'_> {
                     est.as_str().into(),
                     ixt.into(),
                     ity.into(),
-                    units.as_str().into(),
                     started.elapsed().as_secs_f64().into(),
                 ])?;
                 output = (ixt, ity);
@@ -321,7 +324,8 @@ impl Plane<'_> {
 
 impl Hooks for Plane<'_> {
     fn columns(&self) -> Vec<String> {
-        vec!["I_XT_output".into(), "I_TY_output".into()]
+        let u = self.cfg.units.as_str();
+        vec![format!("I_XT_output_{u}"), format!("I_TY_output_{u}")]
     }
 
     fn on_epoch_end(&mut self, epoch: usize, _model: &dyn ModuleT) -> Result<Vec<Cell>> {
@@ -330,15 +334,40 @@ impl Hooks for Plane<'_> {
     }
 }
 
-fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
-    let cfg: Config = config::typed(table)?;
-    let data = data::load(&cfg.data, &ctx.data_dir, ctx.device, ctx.seed)?;
+/// The noisy CNN for a dataset (which must be images).
+fn network(
+    cfg: &Config,
+    data: &Dataset,
+    seed: u64,
+    device: tch::Device,
+) -> Result<(nn::VarStore, NoisyCnn)> {
     let &[channels, _, _] = data.input_shape.as_slice() else {
         bail!("ib-lossy needs image data (data.name = \"mnist\", \"fashion-mnist\", \"mnist5k\"), got inputs of shape {:?}", data.input_shape);
     };
-    let (vs, net) = crate::nn::build_on(ctx.seed, ctx.device, |p| {
+    crate::nn::build_on(seed, device, |p| {
         Ok(NoisyCnn::new(p, channels, &cfg.model, data.n_classes))
-    })?;
+    })
+}
+
+/// `stochlab eval`: the checkpoint's loss and accuracy on each split, with the noise on as in
+/// training (overrides may change the data or the noise level, e.g. model.noise_std=0.2).
+fn eval(table: &Table, input: &EvalInput<'_>) -> Result<Vec<EvalRow>> {
+    let cfg: Config = config::typed(table)?;
+    let data = data::load(&cfg.data, input.data_dir, input.device, input.seed)?;
+    let (vs, net) = network(&cfg, &data, input.seed, input.device)?;
+    train::load_weights(&vs, input.checkpoint, input.device)?;
+    rng::reseed(input.seed, Stream::Step, u64::MAX, u64::MAX);
+    Ok(train::evaluate_splits(
+        &net,
+        &data,
+        cfg.train.eval_batch_size,
+    ))
+}
+
+fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
+    let cfg: Config = config::typed(table)?;
+    let data = data::load(&cfg.data, &ctx.data_dir, ctx.device, ctx.seed)?;
+    let (vs, net) = network(&cfg, &data, ctx.seed, ctx.device)?;
     let mut opt = Optimizer::new(crate::optim::trainable(&vs), &cfg.optim)?;
     let mut plane = plane(&cfg, &net, &data, ctx)?;
     if ctx.resume_from.is_none() {
@@ -385,12 +414,17 @@ fn plane<'a>(
         }
     }
     let path = ctx.dir.join("ib.csv");
-    let rows_per_epoch = net.names().len() * cfg.ib.estimators.len();
+    let cols = ib_columns(cfg.units);
+    let cols: Vec<&str> = cols.iter().map(String::as_str).collect();
     let out = match &ctx.resume_from {
         Some(ck) => {
-            MetricsWriter::resume(&path, IB_COLS, (ck.state()?.epoch + 1) * rows_per_epoch)?
+            let keep = Keep::AtMost {
+                column: "epoch",
+                value: ck.state()?.epoch as f64,
+            };
+            MetricsWriter::resume(&path, &cols, keep)?
         }
-        None => MetricsWriter::create(&path, IB_COLS)?,
+        None => MetricsWriter::create(&path, &cols)?,
     };
     Ok(Plane {
         cfg,
@@ -437,8 +471,18 @@ fn output_information(f: &RunFiles) -> Result<Measured> {
     let out = names
         .last()
         .ok_or_else(|| anyhow::anyhow!("ib.csv has no rows"))?;
-    let curve = claims::mean_by(&ib, "epoch", "I_TY", &[("name", out)])?;
-    claims::value(curve.last().map_or(f64::NAN, |p| p.1))
+    let (col, unit) = ib.unit_column("I_TY")?;
+    let curve = claims::mean_by(&ib, "epoch", &col, &[("name", out)])?;
+    claims::value(curve.last().map_or(f64::NAN, |p| p.1) * to_nats(&unit))
+}
+
+/// The factor from a file's information unit to nats (the claims' unit).
+fn to_nats(unit: &str) -> f64 {
+    if unit == "bits" {
+        std::f64::consts::LN_2
+    } else {
+        1.0
+    }
 }
 
 fn dense_compression(f: &RunFiles) -> Result<Measured> {
@@ -451,10 +495,11 @@ fn dense_compression(f: &RunFiles) -> Result<Measured> {
     if dense.is_empty() {
         return Ok(Measured::NotApplicable("ib.csv has no dense layer".into()));
     }
+    let (col, unit) = ib.unit_column("I_XT")?;
     let mut best = f64::NEG_INFINITY;
     for n in &dense {
-        let curve = claims::mean_by(&ib, "epoch", "I_XT", &[("name", n)])?;
+        let curve = claims::mean_by(&ib, "epoch", &col, &[("name", n)])?;
         best = best.max(claims::fall_after_peak(&curve).unwrap_or(f64::NAN));
     }
-    claims::value(best)
+    claims::value(best * to_nats(&unit))
 }

@@ -13,14 +13,13 @@
 
 use crate::config;
 use crate::data::{split, tishby};
-use crate::experiments::Entry;
+use crate::experiments::{Entry, EvalInput, EvalRow};
 use crate::info::{self, Estimator};
 use crate::nn::Activation;
 use crate::optim::{OptimConfig, OptimName, Optimizer};
 use crate::rng::{self, Stream};
 use crate::run::checkpoint::{self, State};
-use crate::run::metrics::mean_std;
-use crate::run::metrics::MetricsWriter;
+use crate::run::metrics::{json_float, mean_std, Cell, Keep, MetricsWriter};
 use crate::run::progress::Progress;
 use crate::run::{Outcome, RunContext};
 use anyhow::{bail, Result};
@@ -38,10 +37,12 @@ pub const ENTRY: Entry = Entry {
     defaults: include_str!("../../../experiments/ib-tishby.toml"),
     normalize: config::normalize::<Config>,
     train,
-    eval: None,
+    eval: Some(eval),
     information_plane: true,
     claims: CLAIMS,
     variants: &["ib-tishby-relu"],
+    extendable: true,
+    nested_runs: false,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -216,9 +217,13 @@ impl config::Check for Config {
         }
         self.optim.check()
     }
+    fn resolve(&mut self) {
+        self.optim.resolve();
+    }
 }
 
-/// Epochs (states after that many epochs, 0 = initial) at which to log.
+/// Epochs at which to log: row `epoch = e` is the state after e epochs (0 = the initial
+/// weights). The schedule's epochs, and always the final state (`epochs`).
 pub fn logged_epochs(log: &LogSection, epochs: usize) -> Vec<usize> {
     let mut e: Vec<usize> = match log.schedule {
         Schedule::Idnns => {
@@ -235,9 +240,10 @@ pub fn logged_epochs(log: &LogSection, epochs: usize) -> Vec<usize> {
             })
             .collect(),
     };
+    e.push(epochs);
     e.sort_unstable();
     e.dedup();
-    e.retain(|&x| x < epochs);
+    e.retain(|&x| x <= epochs);
     e
 }
 
@@ -410,16 +416,17 @@ fn loss_acc(logits: &Tensor, y: &Tensor, rows: &Tensor) -> (Tensor, Tensor) {
     let logp = l.log_softmax(-1, Kind::Float);
     let s = l.size()[0];
     let target = t.unsqueeze(0).expand([s, -1], false).unsqueeze(2);
+    // Means in double: an accuracy is k/n exactly, not its nearest float32.
     let nll = -logp.gather(2, &target, false).squeeze_dim(2).mean_dim(
         [1i64].as_slice(),
         false,
-        Kind::Float,
+        Kind::Double,
     );
     let acc = l
         .argmax(-1, false)
         .eq_tensor(&t.unsqueeze(0))
-        .to_kind(Kind::Float)
-        .mean_dim([1i64].as_slice(), false, Kind::Float);
+        .to_kind(Kind::Double)
+        .mean_dim([1i64].as_slice(), false, Kind::Double);
     (nll, acc)
 }
 
@@ -479,25 +486,24 @@ struct Outputs {
     grads: MetricsWriter,
 }
 
+/// Long format (one row per seed, epoch, layer and estimator), sorted by seed then epoch.
 const IB_COLS: &[&str] = &[
     "seed",
     "epoch",
     "layer",
     "estimator",
-    "I_XT",
-    "I_TY",
-    "units",
+    "I_XT_bits",
+    "I_TY_bits",
 ];
 const SUMMARY_COLS: &[&str] = &[
     "epoch",
     "layer",
     "estimator",
     "seeds",
-    "I_XT_mean",
-    "I_XT_std",
-    "I_TY_mean",
-    "I_TY_std",
-    "units",
+    "I_XT_bits_mean",
+    "I_XT_bits_std",
+    "I_TY_bits_mean",
+    "I_TY_bits_std",
 ];
 const GRAD_COLS: &[&str] = &["seed", "epoch", "layer", "grad_mean", "grad_std", "snr"];
 const METRIC_COLS: &[&str] = &[
@@ -509,14 +515,18 @@ const METRIC_COLS: &[&str] = &[
     "test_acc",
 ];
 
+/// On resume from a checkpoint after `epoch` epochs: the rows of every epoch up to it.
+fn keep_until(epoch: Option<usize>) -> Option<Keep<'static>> {
+    epoch.map(|e| Keep::AtMost {
+        column: "epoch",
+        value: e as f64,
+    })
+}
+
 impl Outputs {
-    fn open(dir: &Path, keep: Option<&serde_json::Value>) -> Result<Self> {
-        let open = |name: &str, cols: &[&str]| match keep {
-            Some(k) => MetricsWriter::resume(
-                &dir.join(name),
-                cols,
-                k[name].as_u64().unwrap_or(0) as usize,
-            ),
+    fn open(dir: &Path, resumed_at: Option<usize>) -> Result<Self> {
+        let open = |name: &str, cols: &[&str]| match keep_until(resumed_at) {
+            Some(k) => MetricsWriter::resume(&dir.join(name), cols, k),
             None => MetricsWriter::create(&dir.join(name), cols),
         };
         Ok(Outputs {
@@ -525,8 +535,11 @@ impl Outputs {
             grads: open("grads.csv", GRAD_COLS)?,
         })
     }
-    fn rows(&self) -> serde_json::Value {
-        serde_json::json!({ "ib.csv": self.ib.rows(), "ib_summary.csv": self.summary.rows(), "grads.csv": self.grads.rows() })
+
+    /// Long files read seed by seed, epoch by epoch (rows are written epoch by epoch).
+    fn sort(&mut self) -> Result<()> {
+        self.ib.sort_by(&["seed", "epoch"])?;
+        self.grads.sort_by(&["seed", "epoch"])
     }
 }
 
@@ -550,27 +563,14 @@ impl Run<'_> {
             self.nets
                 .forward(&self.data.x.unsqueeze(0).expand([s, -1, -1], false), true)
         });
-        let (tl, ta) = loss_acc(&logits, &self.data.y, &self.data.train);
-        let (vl, va) = loss_acc(&logits, &self.data.y, &self.data.test);
-        let m = Vec::<f32>::try_from(
-            Tensor::stack(&[tl, ta, vl, va], 0)
-                .to_device(Device::Cpu)
-                .flatten(0, -1),
-        )?;
-        let n = self.seeds.len();
-        let mean =
-            |i: usize| m[i * n..(i + 1) * n].iter().map(|v| *v as f64).sum::<f64>() / n as f64;
+        let scores = self.scores(&logits)?;
+        let n = scores.len().max(1) as f64;
+        let mean = |i: usize| scores.iter().map(|m| m[i]).sum::<f64>() / n;
         let summary = format!("train_acc {:.3} test_acc {:.3}", mean(1), mean(3));
-        for (k, seed) in self.seeds.iter().enumerate() {
-            let at = |i: usize| m[i * self.seeds.len() + k] as f64;
-            ctx.log(vec![
-                (*seed as i64).into(),
-                epoch.into(),
-                at(0).into(),
-                at(1).into(),
-                at(2).into(),
-                at(3).into(),
-            ])?;
+        for (seed, m) in self.seeds.iter().zip(&scores) {
+            let mut row: Vec<Cell> = vec![(*seed as i64).into(), epoch.into()];
+            row.extend(m.iter().map(|&v| Cell::from(v)));
+            ctx.log(row)?;
         }
         let mi = &self.cfg.mi;
         let params = info::Params {
@@ -606,7 +606,6 @@ impl Run<'_> {
                         e.as_str().into(),
                         ixt[k].into(),
                         ity[k].into(),
-                        "bits".into(),
                     ])?;
                 }
                 let ((xm, xs), (ym, ys)) = (mean_std(ixt), mean_std(ity));
@@ -619,11 +618,49 @@ impl Run<'_> {
                     xs.into(),
                     ym.into(),
                     ys.into(),
-                    "bits".into(),
                 ])?;
             }
         }
         Ok(summary)
+    }
+
+    /// Per seed: train loss, train accuracy, test loss, test accuracy of these logits.
+    fn scores(&self, logits: &Tensor) -> Result<Vec<[f64; 4]>> {
+        let (tl, ta) = loss_acc(logits, &self.data.y, &self.data.train);
+        let (vl, va) = loss_acc(logits, &self.data.y, &self.data.test);
+        let m = Vec::<f64>::try_from(
+            Tensor::stack(&[tl, ta, vl, va], 0)
+                .to_device(Device::Cpu)
+                .flatten(0, -1),
+        )?;
+        let n = self.seeds.len();
+        Ok((0..n)
+            .map(|k| [m[k], m[n + k], m[2 * n + k], m[3 * n + k]])
+            .collect())
+    }
+
+    /// The headline numbers of the current weights: each score's mean and std over the seeds.
+    fn final_metrics(&self, epochs: usize) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let s = self.seeds.len() as i64;
+        let logits = tch::no_grad(|| {
+            self.nets
+                .forward(&self.data.x.unsqueeze(0).expand([s, -1, -1], false), false)
+                .0
+        });
+        let scores = self.scores(&logits)?;
+        let mut out = serde_json::Map::new();
+        for (i, name) in ["train_loss", "train_acc", "test_loss", "test_acc"]
+            .iter()
+            .enumerate()
+        {
+            let v: Vec<f64> = scores.iter().map(|m| m[i]).collect();
+            let (mean, std) = mean_std(&v);
+            out.insert(format!("{name}_mean"), json_float(mean));
+            out.insert(format!("{name}_std"), json_float(std));
+        }
+        out.insert("seeds".into(), self.seeds.len().into());
+        out.insert("epochs".into(), epochs.into());
+        Ok(out)
     }
 
     fn log_grads(&self, epoch: usize, sums: &GradSums, out: &mut Outputs) -> Result<()> {
@@ -640,7 +677,7 @@ impl Run<'_> {
         let n_s = self.seeds.len();
         for l in 0..stats.len() {
             for (k, seed) in self.seeds.iter().enumerate() {
-                let at = |j: usize| v[(3 * l + j) * n_s + k] as f64;
+                let at = |j: usize| v[(3 * l + j) * n_s + k];
                 out.grads.write(vec![
                     (*seed as i64).into(),
                     epoch.into(),
@@ -655,14 +692,13 @@ impl Run<'_> {
     }
 }
 
-fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
-    let cfg: Config = config::typed(table)?;
-    let device = ctx.device;
-    let seeds: Vec<u64> = (0..cfg.seeds as u64).map(|k| ctx.seed + k).collect();
+/// The networks, optimizer and data of a run (or of an evaluation) of `cfg`.
+fn build<'a>(cfg: &'a Config, seed: u64, device: Device) -> Result<(VarStore, Optimizer, Run<'a>)> {
+    let seeds: Vec<u64> = (0..cfg.seeds as u64).map(|k| seed + k).collect();
     let data = load(&cfg.data, device)?;
     let vs = VarStore::new(device);
     let nets = SeedNets::new(&vs, &cfg.model.widths, &seeds, cfg.model.activation);
-    let mut opt = Optimizer::new(crate::optim::trainable(&vs), &cfg.optim)?;
+    let opt = Optimizer::new(crate::optim::trainable(&vs), &cfg.optim)?;
     let (mi_rows, mi_y) = {
         let rows = match cfg.mi.on {
             MiOn::All => Tensor::arange(data.y.size()[0], (Kind::Int64, device)),
@@ -674,7 +710,7 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
     };
     let onehot = Tensor::eye(2, (Kind::Float, device));
     let run = Run {
-        cfg: &cfg,
+        cfg,
         seeds,
         nets,
         data,
@@ -682,26 +718,57 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
         mi_y,
         onehot,
     };
-    let logged = logged_epochs(&cfg.log, cfg.train.epochs);
+    Ok((vs, opt, run))
+}
 
-    ctx.open_metrics(METRIC_COLS)?;
+fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
+    let cfg: Config = config::typed(table)?;
+    let (vs, mut opt, run) = build(&cfg, ctx.seed, ctx.device)?;
+    ctx.set_seeds(run.seeds.clone());
+    let resumed_at = match &ctx.resume_from {
+        Some(ck) => Some(ck.state()?.epoch),
+        None => None,
+    };
+    ctx.open_metrics_keeping(METRIC_COLS, keep_until(resumed_at))?;
+    let mut out = Outputs::open(&ctx.dir, resumed_at)?;
+    let outcome = train_loop(&cfg, ctx, &vs, &mut opt, &run, &mut out);
+    // Whatever happened, the long files read seed by seed, epoch by epoch.
+    let sorted = out
+        .sort()
+        .and_then(|_| ctx.sort_metrics(&["seed", "epoch"]));
+    let outcome = outcome?;
+    sorted?;
+    if outcome == Outcome::Completed {
+        ctx.set_final_metrics(run.final_metrics(cfg.train.epochs)?);
+    }
+    Ok(outcome)
+}
+
+fn train_loop(
+    cfg: &Config,
+    ctx: &mut RunContext,
+    vs: &VarStore,
+    opt: &mut Optimizer,
+    run: &Run<'_>,
+    out: &mut Outputs,
+) -> Result<Outcome> {
+    let device = ctx.device;
+    let logged = logged_epochs(&cfg.log, cfg.train.epochs);
     let mut epoch = 0;
-    let mut out = match &ctx.resume_from {
+    match &ctx.resume_from {
         Some(ck) => {
             let st = ck.state()?;
-            crate::train::load_weights(&vs, ck, device)?;
+            crate::train::load_weights(vs, ck, device)?;
             opt.load_state(ck.optim_tensors(device)?, &st.optimizer)?;
             epoch = st.epoch;
-            Outputs::open(&ctx.dir, Some(&st.loop_state))?
         }
-        None => Outputs::open(&ctx.dir, None)?,
-    };
-    let save = |ctx: &RunContext,
-                opt: &Optimizer,
-                out: &Outputs,
-                epoch: usize,
-                keep: usize|
-     -> Result<()> {
+        None => {
+            if logged.first() == Some(&0) {
+                run.log_state(0, ctx, out)?;
+            }
+        }
+    }
+    let save = |ctx: &RunContext, opt: &Optimizer, epoch: usize| -> Result<()> {
         let state = State {
             epoch,
             step_in_epoch: 0,
@@ -709,14 +776,14 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
             metrics_rows: ctx.metrics_rows(),
             seed: ctx.seed,
             optimizer: opt.state_scalars(),
-            loop_state: out.rows(),
+            loop_state: serde_json::Value::Null,
         };
         checkpoint::save(
             &ctx.dir,
-            &crate::train::named_variables(&vs),
+            &crate::train::named_variables(vs),
             &opt.state_tensors(),
             &state,
-            keep,
+            2,
         )
         .map(|_| ())
     };
@@ -727,11 +794,10 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
     let mut progress = Progress::new(&ctx.info.experiment, cfg.train.epochs as u64, ctx.quiet);
     let mut latest = String::new();
     while epoch < cfg.train.epochs {
-        let is_logged = logged.binary_search(&epoch).is_ok();
-        if is_logged {
-            latest = run.log_state(epoch, ctx, &mut out)?;
-        }
-        let mut sums = (is_logged && cfg.log.grads).then(|| GradSums::new(&run.nets));
+        // Gradient statistics of the epoch that leads to a logged state (row `epoch = e`: the
+        // mini-batch gradients of epoch e, which ends in the state after e epochs).
+        let logs_next = logged.binary_search(&(epoch + 1)).is_ok();
+        let mut sums = (logs_next && cfg.log.grads).then(|| GradSums::new(&run.nets));
         let order = permutations(&run.seeds, epoch, n_train, device);
         let mut start = 0;
         while start < n_train {
@@ -758,13 +824,16 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
             opt.step();
             start += len;
         }
-        if let Some(g) = &sums {
-            run.log_grads(epoch, g, &mut out)?;
-        }
         epoch += 1;
+        if let Some(g) = &sums {
+            run.log_grads(epoch, g, out)?;
+        }
+        if logs_next {
+            latest = run.log_state(epoch, ctx, out)?;
+        }
         let every = cfg.train.checkpoint_every.max(1);
         if let Some(sig) = ctx.interrupt.requested() {
-            save(ctx, &opt, &out, epoch, 1)?;
+            save(ctx, opt, epoch)?;
             progress.finish();
             return Ok(Outcome::Interrupted(sig));
         }
@@ -772,12 +841,192 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
             if !bool::try_from(opt.params().isfinite().all())? {
                 bail!("diverged before epoch {epoch}: the weights are no longer finite; lower optim.lr");
             }
-            save(ctx, &opt, &out, epoch, 1)?;
+            save(ctx, opt, epoch)?;
             progress.update(epoch as u64, &latest);
         }
     }
     progress.finish();
     Ok(Outcome::Completed)
+}
+
+/// `stochlab eval`: every seed's loss and accuracy on the train and test rows, from the
+/// checkpoint (overrides may change the data: another file, split or test fraction).
+fn eval(table: &Table, input: &EvalInput<'_>) -> Result<Vec<EvalRow>> {
+    let cfg: Config = config::typed(table)?;
+    let (vs, _, run) = build(&cfg, input.seed, input.device)?;
+    crate::train::load_weights(&vs, input.checkpoint, input.device)?;
+    let s = run.seeds.len() as i64;
+    let logits = tch::no_grad(|| {
+        run.nets
+            .forward(&run.data.x.unsqueeze(0).expand([s, -1, -1], false), false)
+            .0
+    });
+    let scores = run.scores(&logits)?;
+    let sizes = [run.data.train.size()[0], run.data.test.size()[0]];
+    let mut rows = vec![];
+    for (i, split) in ["train", "test"].iter().enumerate() {
+        for (seed, m) in run.seeds.iter().zip(&scores) {
+            rows.push((
+                split.to_string(),
+                vec![
+                    ("seed".to_string(), Cell::from(*seed as i64)),
+                    ("loss".to_string(), Cell::from(m[2 * i])),
+                    ("acc".to_string(), Cell::from(m[2 * i + 1])),
+                    ("n".to_string(), Cell::from(sizes[i])),
+                ],
+            ));
+        }
+    }
+    Ok(rows)
+}
+
+use crate::claims::{self, Claim, Expect, Measured, RunFiles, Scale};
+
+/// A hidden layer "compresses" when its seed-mean I(X;T) falls this far after its peak (bits).
+const COMPRESSION_BITS: f64 = 0.5;
+
+const CLAIMS: &[Claim] = &[
+    Claim {
+        id: "output-information",
+        statement: "the output layer ends with I(T;Y) close to H(Y) = 1 bit (Fig. 3; threshold 0.9 bits from the issue, seed mean, first estimator)",
+        paper: "≈ 1 bit",
+        expect: Expect::AtLeast(0.9),
+        unit: "bits",
+        scale: Scale::Both,
+        variant: None,
+        measure: output_information,
+    },
+    Claim {
+        id: "compression",
+        statement: "after fitting, the hidden layers compress: count of the last four hidden layers whose seed-mean I(X;T) falls ≥ 0.5 bits after its peak (Fig. 3)",
+        paper: "all layers compress",
+        expect: Expect::AtLeast(2.0),
+        unit: "layers",
+        scale: Scale::Both,
+        variant: None,
+        measure: compressing_top_layers,
+    },
+    Claim {
+        id: "snr-drop",
+        statement: "gradient SNR drops from the drift phase to the diffusion phase: peak seed-mean SNR over the mean of the last 20 % of logged epochs, smaller of the top two layers (Fig. 4; factor 10 from the issue)",
+        paper: "orders of magnitude",
+        expect: Expect::AtLeast(10.0),
+        unit: "×",
+        scale: Scale::Both,
+        variant: None,
+        measure: snr_drop,
+    },
+    Claim {
+        id: "relu-no-compression",
+        statement: "Saxe et al.: with ReLU hidden layers no layer compresses: count of hidden layers whose seed-mean I(X;T) falls ≥ 0.5 bits after its peak (ib-tishby-relu)",
+        paper: "0 layers",
+        expect: Expect::AtMost(0.0),
+        unit: "layers",
+        scale: Scale::Both,
+        variant: Some("ib-tishby-relu"),
+        measure: compressing_relu_layers,
+    },
+];
+
+fn activation(f: &RunFiles) -> String {
+    f.cfg_str("model.activation").unwrap_or("tanh").to_string()
+}
+
+fn needs(f: &RunFiles, want: &str) -> Option<Measured> {
+    let act = activation(f);
+    (act != want).then(|| {
+        Measured::NotApplicable(format!("claim of the {want} network; this run uses {act}"))
+    })
+}
+
+/// The first estimator the run used (the one the claims read).
+fn first_estimator(f: &RunFiles) -> Result<String> {
+    let ib = f.csv("ib.csv")?;
+    ib.distinct("estimator")?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("ib.csv has no rows"))
+}
+
+/// The factor from a file's information unit to bits.
+fn to_bits(unit: &str) -> f64 {
+    if unit == "nats" {
+        std::f64::consts::LOG2_E
+    } else {
+        1.0
+    }
+}
+
+/// Layers in ib.csv, the output layer last.
+fn layers(f: &RunFiles) -> Result<Vec<String>> {
+    let mut l = f.csv("ib.csv")?.distinct("layer")?;
+    l.sort_by_key(|x| x.parse::<i64>().unwrap_or(0));
+    Ok(l)
+}
+
+fn output_information(f: &RunFiles) -> Result<Measured> {
+    if let Some(na) = needs(f, "tanh") {
+        return Ok(na);
+    }
+    let (ib, est, layers) = (f.csv("ib.csv")?, first_estimator(f)?, layers(f)?);
+    let out = layers.last().expect("layers");
+    let (col, unit) = ib.unit_column("I_TY")?;
+    let curve = claims::mean_by(&ib, "epoch", &col, &[("layer", out), ("estimator", &est)])?;
+    claims::value(curve.last().map_or(f64::NAN, |p| p.1) * to_bits(&unit))
+}
+
+/// Hidden layers whose seed-mean I(X;T) falls at least COMPRESSION_BITS after its peak.
+fn compressing(f: &RunFiles, hidden: &[String]) -> Result<f64> {
+    let (ib, est) = (f.csv("ib.csv")?, first_estimator(f)?);
+    let (col, unit) = ib.unit_column("I_XT")?;
+    let mut n = 0;
+    for l in hidden {
+        let curve = claims::mean_by(&ib, "epoch", &col, &[("layer", l), ("estimator", &est)])?;
+        if claims::fall_after_peak(&curve).is_some_and(|d| d * to_bits(&unit) >= COMPRESSION_BITS) {
+            n += 1;
+        }
+    }
+    Ok(n as f64)
+}
+
+fn compressing_top_layers(f: &RunFiles) -> Result<Measured> {
+    if let Some(na) = needs(f, "tanh") {
+        return Ok(na);
+    }
+    let l = layers(f)?;
+    let hidden = &l[..l.len() - 1];
+    claims::value(compressing(f, &hidden[hidden.len().saturating_sub(4)..])?)
+}
+
+fn compressing_relu_layers(f: &RunFiles) -> Result<Measured> {
+    if let Some(na) = needs(f, "relu") {
+        return Ok(na);
+    }
+    let l = layers(f)?;
+    claims::value(compressing(f, &l[..l.len() - 1])?)
+}
+
+fn snr_drop(f: &RunFiles) -> Result<Measured> {
+    if let Some(na) = needs(f, "tanh") {
+        return Ok(na);
+    }
+    if f.cfg_bool("log.grads") == Some(false) {
+        return Ok(Measured::NotApplicable(
+            "gradient statistics switched off (log.grads = false)".into(),
+        ));
+    }
+    let grads = f.csv("grads.csv")?;
+    let mut l = grads.distinct("layer")?;
+    l.sort_by_key(|x| x.parse::<i64>().unwrap_or(0));
+    let mut worst = f64::INFINITY;
+    for layer in &l[l.len().saturating_sub(2)..] {
+        let curve = claims::mean_by(&grads, "epoch", "snr", &[("layer", layer)])?;
+        let tail = (curve.len() / 5).max(1);
+        let late = curve[curve.len() - tail..].iter().map(|p| p.1).sum::<f64>() / tail as f64;
+        let peak = curve.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+        worst = worst.min(peak / late);
+    }
+    claims::value(worst)
 }
 
 #[cfg(test)]
@@ -787,8 +1036,8 @@ mod tests {
     #[test]
     fn idnns_schedule_has_274_epochs_for_8000() {
         let e = logged_epochs(&LogSection::default(), 8000);
-        assert_eq!(e.len(), 274);
-        assert_eq!((e[0], *e.last().unwrap()), (0, 7999));
+        assert_eq!(e.len(), 274 + 1, "IDNNs' 274 epochs and the final state");
+        assert_eq!((e[0], e[273], e[274]), (0, 7999, 8000));
         let saxe = logged_epochs(
             &LogSection {
                 schedule: Schedule::Saxe,
@@ -811,7 +1060,7 @@ mod tests {
             },
             35,
         );
-        assert_eq!(every, vec![0, 10, 20, 30]);
+        assert_eq!(every, vec![0, 10, 20, 30, 35]);
     }
 
     #[test]
@@ -877,142 +1126,3 @@ mod tests {
 }
 
 // ---- The paper's claims (Shwartz-Ziv & Tishby; Saxe et al. for the ReLU control) ----------
-
-use crate::claims::{self, Claim, Expect, Measured, RunFiles, Scale};
-
-/// A hidden layer "compresses" when its seed-mean I(X;T) falls this far after its peak (bits).
-const COMPRESSION_BITS: f64 = 0.5;
-
-const CLAIMS: &[Claim] = &[
-    Claim {
-        id: "output-information",
-        statement: "the output layer ends with I(T;Y) close to H(Y) = 1 bit (Fig. 3; threshold 0.9 bits from the issue, seed mean, first estimator)",
-        paper: "≈ 1 bit",
-        expect: Expect::AtLeast(0.9),
-        unit: "bits",
-        scale: Scale::Both,
-        variant: None,
-        measure: output_information,
-    },
-    Claim {
-        id: "compression",
-        statement: "after fitting, the hidden layers compress: count of the last four hidden layers whose seed-mean I(X;T) falls ≥ 0.5 bits after its peak (Fig. 3)",
-        paper: "all layers compress",
-        expect: Expect::AtLeast(2.0),
-        unit: "layers",
-        scale: Scale::Both,
-        variant: None,
-        measure: compressing_top_layers,
-    },
-    Claim {
-        id: "snr-drop",
-        statement: "gradient SNR drops from the drift phase to the diffusion phase: peak seed-mean SNR over the mean of the last 20 % of logged epochs, smaller of the top two layers (Fig. 4; factor 10 from the issue)",
-        paper: "orders of magnitude",
-        expect: Expect::AtLeast(10.0),
-        unit: "×",
-        scale: Scale::Both,
-        variant: None,
-        measure: snr_drop,
-    },
-    Claim {
-        id: "relu-no-compression",
-        statement: "Saxe et al.: with ReLU hidden layers no layer compresses: count of hidden layers whose seed-mean I(X;T) falls ≥ 0.5 bits after its peak (ib-tishby-relu)",
-        paper: "0 layers",
-        expect: Expect::AtMost(0.0),
-        unit: "layers",
-        scale: Scale::Both,
-        variant: Some("ib-tishby-relu"),
-        measure: compressing_relu_layers,
-    },
-];
-
-fn activation(f: &RunFiles) -> String {
-    f.cfg_str("model.activation").unwrap_or("tanh").to_string()
-}
-
-fn needs(f: &RunFiles, want: &str) -> Option<Measured> {
-    let act = activation(f);
-    (act != want).then(|| {
-        Measured::NotApplicable(format!("claim of the {want} network; this run uses {act}"))
-    })
-}
-
-/// The first estimator the run used (the one the claims read).
-fn first_estimator(f: &RunFiles) -> Result<String> {
-    let ib = f.csv("ib.csv")?;
-    Ok(ib
-        .distinct("estimator")?
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("ib.csv has no rows"))?)
-}
-
-/// Layers in ib.csv, the output layer last.
-fn layers(f: &RunFiles) -> Result<Vec<String>> {
-    let mut l = f.csv("ib.csv")?.distinct("layer")?;
-    l.sort_by_key(|x| x.parse::<i64>().unwrap_or(0));
-    Ok(l)
-}
-
-fn output_information(f: &RunFiles) -> Result<Measured> {
-    if let Some(na) = needs(f, "tanh") {
-        return Ok(na);
-    }
-    let (ib, est, layers) = (f.csv("ib.csv")?, first_estimator(f)?, layers(f)?);
-    let out = layers.last().expect("layers");
-    let curve = claims::mean_by(&ib, "epoch", "I_TY", &[("layer", out), ("estimator", &est)])?;
-    claims::value(curve.last().map_or(f64::NAN, |p| p.1))
-}
-
-/// Hidden layers whose seed-mean I(X;T) falls at least COMPRESSION_BITS after its peak.
-fn compressing(f: &RunFiles, hidden: &[String]) -> Result<f64> {
-    let (ib, est) = (f.csv("ib.csv")?, first_estimator(f)?);
-    let mut n = 0;
-    for l in hidden {
-        let curve = claims::mean_by(&ib, "epoch", "I_XT", &[("layer", l), ("estimator", &est)])?;
-        if claims::fall_after_peak(&curve).is_some_and(|d| d >= COMPRESSION_BITS) {
-            n += 1;
-        }
-    }
-    Ok(n as f64)
-}
-
-fn compressing_top_layers(f: &RunFiles) -> Result<Measured> {
-    if let Some(na) = needs(f, "tanh") {
-        return Ok(na);
-    }
-    let l = layers(f)?;
-    let hidden = &l[..l.len() - 1];
-    claims::value(compressing(f, &hidden[hidden.len().saturating_sub(4)..])?)
-}
-
-fn compressing_relu_layers(f: &RunFiles) -> Result<Measured> {
-    if let Some(na) = needs(f, "relu") {
-        return Ok(na);
-    }
-    let l = layers(f)?;
-    claims::value(compressing(f, &l[..l.len() - 1])?)
-}
-
-fn snr_drop(f: &RunFiles) -> Result<Measured> {
-    if let Some(na) = needs(f, "tanh") {
-        return Ok(na);
-    }
-    if f.cfg_bool("log.grads") == Some(false) {
-        return Ok(Measured::NotApplicable(
-            "gradient statistics switched off (log.grads = false)".into(),
-        ));
-    }
-    let grads = f.csv("grads.csv")?;
-    let mut l = grads.distinct("layer")?;
-    l.sort_by_key(|x| x.parse::<i64>().unwrap_or(0));
-    let mut worst = f64::INFINITY;
-    for layer in &l[l.len().saturating_sub(2)..] {
-        let curve = claims::mean_by(&grads, "epoch", "snr", &[("layer", layer)])?;
-        let tail = (curve.len() / 5).max(1);
-        let late = curve[curve.len() - tail..].iter().map(|p| p.1).sum::<f64>() / tail as f64;
-        let peak = curve.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
-        worst = worst.min(peak / late);
-    }
-    claims::value(worst)
-}

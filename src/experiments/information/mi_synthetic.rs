@@ -24,7 +24,7 @@ use crate::experiments::Entry;
 use crate::info::compress::{AeConfig, Compressor, Fitted};
 use crate::info::mi::{self, MiEstimator, MiParams, Units, Var};
 use crate::rng::{self, Stream};
-use crate::run::metrics::Cell;
+use crate::run::metrics::{json_float, Cell};
 use crate::run::progress::Progress;
 use crate::run::{Outcome, RunContext};
 use anyhow::{bail, Result};
@@ -45,6 +45,8 @@ pub const ENTRY: Entry = Entry {
     information_plane: false,
     claims: CLAIMS,
     variants: &[],
+    extendable: false,
+    nested_runs: false,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,19 +162,51 @@ impl Config {
     }
 }
 
-const COLUMNS: &[&str] = &[
-    "case",
-    "estimator",
-    "compressor",
-    "n",
-    "dim",
-    "latent_dim",
-    "true_mi",
-    "estimate",
-    "error",
-    "seconds",
-    "units",
-];
+/// metrics.csv's columns; the information columns carry their unit (`true_mi_nats`).
+fn columns(units: Units) -> Vec<String> {
+    let u = units.as_str();
+    ["case", "estimator", "compressor", "n", "dim", "latent_dim"]
+        .iter()
+        .map(|c| c.to_string())
+        .chain([
+            format!("true_mi_{u}"),
+            format!("estimate_{u}"),
+            format!("error_{u}"),
+            "seconds".into(),
+        ])
+        .collect()
+}
+
+/// Headline numbers: per case and estimator, the mean absolute error over the grid (in the
+/// run's units), from metrics.csv.
+fn headline(cfg: &Config, ctx: &RunContext) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let u = cfg.units.as_str();
+    let (header, rows) = crate::run::metrics::read_table(&ctx.dir.join(crate::run::METRICS_CSV))?;
+    let col = |name: &str| header.iter().position(|h| h == name);
+    let (Some(cc), Some(ce), Some(cerr)) =
+        (col("case"), col("estimator"), col(&format!("error_{u}")))
+    else {
+        bail!("internal: metrics.csv lacks its case/estimator/error columns");
+    };
+    let mut out = serde_json::Map::new();
+    for case in &cfg.cases {
+        for est in &cfg.estimators {
+            let errs: Vec<f64> = rows
+                .iter()
+                .filter(|r| r[cc] == case.as_str() && r[ce] == est.as_str())
+                .filter_map(|r| r[cerr].parse::<f64>().ok())
+                .map(f64::abs)
+                .collect();
+            if !errs.is_empty() {
+                let key = format!("{}_{}_abs_error_mean_{u}", case.as_str(), est.as_str())
+                    .replace('-', "_");
+                out.insert(key, json_float(crate::run::metrics::mean_std(&errs).0));
+            }
+        }
+    }
+    out.insert("estimates".into(), rows.len().into());
+    Ok(out)
+}
 
 /// One variant of a case: how its observations are made and compressed.
 struct Variant {
@@ -232,7 +266,8 @@ fn prepare(
 
 fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
     let cfg: Config = config::typed(table)?;
-    ctx.open_metrics(COLUMNS)?;
+    let cols = columns(cfg.units);
+    ctx.open_metrics(&cols.iter().map(String::as_str).collect::<Vec<_>>())?;
     let per_unit = cfg.estimators.len();
     let mut skip = ctx.completed_units()? / per_unit;
     let total: usize = cfg
@@ -287,6 +322,7 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
         }
     }
     progress.finish();
+    ctx.set_final_metrics(headline(&cfg, ctx)?);
     Ok(Outcome::Completed)
 }
 
@@ -325,7 +361,6 @@ fn estimate_unit(
             e.into(),
             (e - t).into(),
             secs.into(),
-            cfg.units.as_str().into(),
         ]);
     }
     Ok(rows)
@@ -374,19 +409,20 @@ const CLAIMS: &[Claim] = &[
 fn worst_error(f: &RunFiles, case: &str) -> Result<Measured> {
     let t = f.csv(crate::run::METRICS_CSV)?;
     let rows = t.select(&[("case", case), ("estimator", "ksg")])?;
-    let (ti, ei, ui) = (t.col("true_mi")?, t.col("error")?, t.col("units")?);
+    let ((truth_col, unit), (err_col, _)) = (t.unit_column("true_mi")?, t.unit_column("error")?);
+    let (ti, ei) = (t.col(&truth_col)?, t.col(&err_col)?);
+    // The file's values are in its unit; the tolerance is in nats.
+    let to_nats = if unit == "bits" {
+        std::f64::consts::LN_2
+    } else {
+        1.0
+    };
     let mut worst = f64::NEG_INFINITY;
     let mut n = 0;
     for r in rows {
-        // The file's values are in its `units`; the tolerance is in nats.
-        let to_nats = if r[ui] == "bits" {
-            std::f64::consts::LN_2
-        } else {
-            1.0
-        };
-        let truth = t.parse(&r[ti], "true_mi")? * to_nats;
+        let truth = t.parse(&r[ti], &truth_col)? * to_nats;
         if truth <= UP_TO + 1e-9 {
-            let err = t.parse(&r[ei], "error")? * to_nats;
+            let err = t.parse(&r[ei], &err_col)? * to_nats;
             worst = worst.max(err.abs() / (REL_TOL * truth + ABS_TOL));
             n += 1;
         }

@@ -19,8 +19,7 @@ use crate::experiments::{classifier, Entry};
 use crate::nn::ModelConfig;
 use crate::optim::{OptimConfig, OptimName, Optimizer};
 use crate::run::fsutil::write_atomic;
-use crate::run::metrics::float;
-use crate::run::metrics::mean_std;
+use crate::run::metrics::{float, json_float, mean_std};
 use crate::run::{Outcome, RunContext};
 use crate::train::TrainConfig;
 use anyhow::{bail, Context, Result};
@@ -42,6 +41,8 @@ pub const ENTRY: Entry = Entry {
     information_plane: false,
     claims: CLAIMS,
     variants: &[],
+    extendable: false,
+    nested_runs: true,
 };
 
 /// Part 1 settings (the paper's).
@@ -129,8 +130,10 @@ impl Config {
             config::deep_merge(&mut optim, o.clone());
         }
         optim.insert("name".into(), toml::Value::String(name.as_str().into()));
-        let optim: OptimConfig =
+        let mut optim: OptimConfig =
             config::typed(&optim).with_context(|| format!("networks.optim.{}", name.as_str()))?;
+        // The nested run's config.toml records the eps this optimizer uses.
+        optim.resolve();
         let cfg = classifier::Config {
             data: self.data.clone(),
             model: self.model.clone(),
@@ -227,8 +230,10 @@ pub fn descend(
     Ok(rows)
 }
 
-/// Part 1: functions.csv (every step) and functions_summary.csv (final x and f).
-fn part1(cfg: &Config, ctx: &RunContext) -> Result<()> {
+/// Part 1: functions.csv (every step) and functions_summary.csv (final x and f). Returns the
+/// headline numbers: where Adam and diffGrad end on each function.
+fn part1(cfg: &Config, ctx: &RunContext) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let mut headline = serde_json::Map::new();
     let (mut rows, mut finals) = (vec![], vec![]);
     for &f in &cfg.functions.names {
         for &o in &cfg.functions.optimizers {
@@ -245,6 +250,12 @@ fn part1(cfg: &Config, ctx: &RunContext) -> Result<()> {
                 ]);
             }
             if let Some(end) = trajectory.last() {
+                if matches!(o, OptimName::Adam | OptimName::DiffGrad) {
+                    headline.insert(
+                        format!("{}_{}_x_final", f.as_str(), o.as_str()),
+                        json_float(end.x),
+                    );
+                }
                 finals.push(vec![
                     f.as_str().into(),
                     o.as_str().into(),
@@ -264,7 +275,8 @@ fn part1(cfg: &Config, ctx: &RunContext) -> Result<()> {
     write_atomic(
         &ctx.dir.join("functions_summary.csv"),
         &csv_bytes(&["function", "optimizer", "x_final", "f_final"], &finals)?,
-    )
+    )?;
+    Ok(headline)
 }
 
 /// One nested classifier run per optimizer and seed.
@@ -285,11 +297,16 @@ fn jobs(cfg: &Config) -> Result<Vec<children::Job>> {
 }
 
 /// Rebuilds metrics.csv (every epoch of every finished child) and summary.csv (per optimizer:
-/// final test accuracy and loss, mean ± std over seeds) from the nested runs.
-fn collect(cfg: &Config, ctx: &mut RunContext, jobs: &[children::Job]) -> Result<()> {
+/// final test accuracy and loss, mean ± std over seeds) from the nested runs; adds each
+/// optimizer's test accuracy (mean, std, seeds) to `finals`.
+fn collect(
+    cfg: &Config,
+    ctx: &mut RunContext,
+    jobs: &[children::Job],
+    finals: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
     let (done, failed) = children::collect(ctx, &["optimizer", "seed"], jobs)?;
     let mut summary = vec![];
-    let mut finals = serde_json::Map::new();
     for &o in &cfg.networks.optimizers {
         let mine = |f: &&children::Finished| f.job.labels[0] == o.as_str();
         let accs: Vec<f64> = done
@@ -319,7 +336,10 @@ fn collect(cfg: &Config, ctx: &mut RunContext, jobs: &[children::Job]) -> Result
             float(lsd),
         ]);
         if !accs.is_empty() {
-            finals.insert(format!("{}_test_acc", o.as_str()), serde_json::json!(am));
+            let o = o.as_str();
+            finals.insert(format!("{o}_test_acc_mean"), json_float(am));
+            finals.insert(format!("{o}_test_acc_std"), json_float(asd));
+            finals.insert(format!("{o}_seeds"), accs.len().into());
         }
     }
     let cols = [
@@ -332,24 +352,136 @@ fn collect(cfg: &Config, ctx: &mut RunContext, jobs: &[children::Job]) -> Result
         "test_loss_std",
     ];
     write_atomic(&ctx.dir.join("summary.csv"), &csv_bytes(&cols, &summary)?)?;
-    ctx.set_final_metrics(finals);
     Ok(())
 }
 
 fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
     let cfg: Config = config::typed(table)?;
+    let mut finals = serde_json::Map::new();
     if cfg.functions.enabled {
-        part1(&cfg, ctx)?;
+        finals = part1(&cfg, ctx)?;
     }
+    let mut outcome = Outcome::Completed;
     if cfg.networks.enabled {
+        if cfg.networks.seeds.len() > 1 {
+            ctx.set_seeds(cfg.networks.seeds.clone());
+        }
         let jobs = jobs(&cfg)?;
         if let Some(stopped) = children::train(ctx, "diffgrad", &jobs)? {
-            collect(&cfg, ctx, &jobs)?;
-            return Ok(stopped);
+            outcome = stopped;
         }
-        collect(&cfg, ctx, &jobs)?;
+        collect(&cfg, ctx, &jobs, &mut finals)?;
     }
-    Ok(Outcome::Completed)
+    ctx.set_final_metrics(finals);
+    Ok(outcome)
+}
+
+use crate::claims::{self, Claim, Expect, Measured, RunFiles, Scale};
+
+const CLAIMS: &[Claim] = &[
+    Claim {
+        id: "f1-diffgrad",
+        statement: "on F1 diffGrad passes the local minimum and ends near the global one at x ≈ −0.3 (Fig. 2; ±0.05 band ours: the paper gives a plot)",
+        paper: "x ≈ −0.3",
+        expect: Expect::Within(-0.35, -0.25),
+        unit: "x",
+        scale: Scale::Cpu,
+        variant: None,
+        measure: f1_diffgrad,
+    },
+    Claim {
+        id: "f1-adam",
+        statement: "on F1 Adam overshoots into the local minimum at x ≈ 0.2 (Fig. 2; ±0.05 band ours)",
+        paper: "x ≈ 0.2",
+        expect: Expect::Within(0.15, 0.25),
+        unit: "x",
+        scale: Scale::Cpu,
+        variant: None,
+        measure: f1_adam,
+    },
+    Claim {
+        id: "f2-diffgrad",
+        statement: "on F2 diffGrad ends at the global minimum x ≈ −0.643 (Fig. 2; ±0.05 band ours)",
+        paper: "x ≈ −0.643",
+        expect: Expect::Within(-0.693, -0.593),
+        unit: "x",
+        scale: Scale::Cpu,
+        variant: None,
+        measure: f2_diffgrad,
+    },
+    Claim {
+        id: "f2-adam",
+        statement: "on F2 Adam stays near the local minimum at x ≈ 0 (Fig. 2; ±0.05 band ours)",
+        paper: "x ≈ 0",
+        expect: Expect::Within(-0.05, 0.05),
+        unit: "x",
+        scale: Scale::Cpu,
+        variant: None,
+        measure: f2_adam,
+    },
+    Claim {
+        id: "accuracy",
+        statement: "diffGrad's test accuracy is at least Adam's: seed-mean diffGrad − Adam (ResNet on CIFAR-10, Table 2)",
+        paper: "diffGrad ahead",
+        expect: Expect::AtLeast(0.0),
+        unit: "fraction",
+        scale: Scale::Full,
+        variant: None,
+        measure: accuracy_gap,
+    },
+];
+
+fn final_x(f: &RunFiles, function: &str, optimizer: &str) -> Result<Measured> {
+    if f.cfg_bool("functions.enabled") == Some(false) {
+        return Ok(Measured::NotApplicable(
+            "the functions part is switched off (functions.enabled = false)".into(),
+        ));
+    }
+    let t = f.csv("functions_summary.csv")?;
+    if t.select(&[("function", function), ("optimizer", optimizer)])?
+        .is_empty()
+    {
+        return Ok(Measured::NotApplicable(format!(
+            "{optimizer} on {function} was not run (functions.names / functions.optimizers)"
+        )));
+    }
+    claims::value(t.number(
+        "x_final",
+        &[("function", function), ("optimizer", optimizer)],
+    )?)
+}
+
+fn f1_diffgrad(f: &RunFiles) -> Result<Measured> {
+    final_x(f, "f1", "diffgrad")
+}
+fn f1_adam(f: &RunFiles) -> Result<Measured> {
+    final_x(f, "f1", "adam")
+}
+fn f2_diffgrad(f: &RunFiles) -> Result<Measured> {
+    final_x(f, "f2", "diffgrad")
+}
+fn f2_adam(f: &RunFiles) -> Result<Measured> {
+    final_x(f, "f2", "adam")
+}
+
+fn accuracy_gap(f: &RunFiles) -> Result<Measured> {
+    if f.cfg_bool("networks.enabled") == Some(false) {
+        return Ok(Measured::NotApplicable(
+            "the networks part is switched off (networks.enabled = false)".into(),
+        ));
+    }
+    let t = f.csv("summary.csv")?;
+    let acc = |o: &str| -> Result<Option<f64>> {
+        Ok(t.numbers("test_acc_mean", &[("optimizer", o)])?
+            .first()
+            .copied())
+    };
+    match (acc("diffgrad")?, acc("adam")?) {
+        (Some(d), Some(a)) => claims::value(d - a),
+        _ => Ok(Measured::NotApplicable(
+            "summary.csv lacks diffgrad or adam (networks.optimizers)".into(),
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -428,111 +560,3 @@ mod tests {
 }
 
 // ---- The paper's claims (Dubey et al., diffGrad) -------------------------------------------
-
-use crate::claims::{self, Claim, Expect, Measured, RunFiles, Scale};
-
-const CLAIMS: &[Claim] = &[
-    Claim {
-        id: "f1-diffgrad",
-        statement: "on F1 diffGrad passes the local minimum and ends near the global one at x ≈ −0.3 (Fig. 2; ±0.05 band ours: the paper gives a plot)",
-        paper: "x ≈ −0.3",
-        expect: Expect::Within(-0.35, -0.25),
-        unit: "x",
-        scale: Scale::Cpu,
-        variant: None,
-        measure: f1_diffgrad,
-    },
-    Claim {
-        id: "f1-adam",
-        statement: "on F1 Adam overshoots into the local minimum at x ≈ 0.2 (Fig. 2; ±0.05 band ours)",
-        paper: "x ≈ 0.2",
-        expect: Expect::Within(0.15, 0.25),
-        unit: "x",
-        scale: Scale::Cpu,
-        variant: None,
-        measure: f1_adam,
-    },
-    Claim {
-        id: "f2-diffgrad",
-        statement: "on F2 diffGrad ends at the global minimum x ≈ −0.643 (Fig. 2; ±0.05 band ours)",
-        paper: "x ≈ −0.643",
-        expect: Expect::Within(-0.693, -0.593),
-        unit: "x",
-        scale: Scale::Cpu,
-        variant: None,
-        measure: f2_diffgrad,
-    },
-    Claim {
-        id: "f2-adam",
-        statement: "on F2 Adam stays near the local minimum at x ≈ 0 (Fig. 2; ±0.05 band ours)",
-        paper: "x ≈ 0",
-        expect: Expect::Within(-0.05, 0.05),
-        unit: "x",
-        scale: Scale::Cpu,
-        variant: None,
-        measure: f2_adam,
-    },
-    Claim {
-        id: "accuracy",
-        statement: "diffGrad's test accuracy is at least Adam's: seed-mean diffGrad − Adam (ResNet on CIFAR-10, Table 2)",
-        paper: "diffGrad ahead",
-        expect: Expect::AtLeast(0.0),
-        unit: "points",
-        scale: Scale::Full,
-        variant: None,
-        measure: accuracy_gap,
-    },
-];
-
-fn final_x(f: &RunFiles, function: &str, optimizer: &str) -> Result<Measured> {
-    if f.cfg_bool("functions.enabled") == Some(false) {
-        return Ok(Measured::NotApplicable(
-            "the functions part is switched off (functions.enabled = false)".into(),
-        ));
-    }
-    let t = f.csv("functions_summary.csv")?;
-    if t.select(&[("function", function), ("optimizer", optimizer)])?
-        .is_empty()
-    {
-        return Ok(Measured::NotApplicable(format!(
-            "{optimizer} on {function} was not run (functions.names / functions.optimizers)"
-        )));
-    }
-    claims::value(t.number(
-        "x_final",
-        &[("function", function), ("optimizer", optimizer)],
-    )?)
-}
-
-fn f1_diffgrad(f: &RunFiles) -> Result<Measured> {
-    final_x(f, "f1", "diffgrad")
-}
-fn f1_adam(f: &RunFiles) -> Result<Measured> {
-    final_x(f, "f1", "adam")
-}
-fn f2_diffgrad(f: &RunFiles) -> Result<Measured> {
-    final_x(f, "f2", "diffgrad")
-}
-fn f2_adam(f: &RunFiles) -> Result<Measured> {
-    final_x(f, "f2", "adam")
-}
-
-fn accuracy_gap(f: &RunFiles) -> Result<Measured> {
-    if f.cfg_bool("networks.enabled") == Some(false) {
-        return Ok(Measured::NotApplicable(
-            "the networks part is switched off (networks.enabled = false)".into(),
-        ));
-    }
-    let t = f.csv("summary.csv")?;
-    let acc = |o: &str| -> Result<Option<f64>> {
-        Ok(t.numbers("test_acc_mean", &[("optimizer", o)])?
-            .first()
-            .copied())
-    };
-    match (acc("diffgrad")?, acc("adam")?) {
-        (Some(d), Some(a)) => claims::value(100.0 * (d - a)),
-        _ => Ok(Measured::NotApplicable(
-            "summary.csv lacks diffgrad or adam (networks.optimizers)".into(),
-        )),
-    }
-}

@@ -25,7 +25,7 @@ use crate::nn::{self as models, ModelConfig};
 use crate::optim::{OptimConfig, OptimName, Optimizer};
 use crate::rng::{self, Stream};
 use crate::run::fsutil::write_atomic;
-use crate::run::metrics::{float, mean_std};
+use crate::run::metrics::{float, json_float, mean_std};
 use crate::run::{Outcome, RunContext};
 use crate::stats::linear_fit;
 use crate::train::curvature::{operator, Matrix};
@@ -48,6 +48,8 @@ pub const ENTRY: Entry = Entry {
     information_plane: false,
     claims: CLAIMS,
     variants: &[],
+    extendable: false,
+    nested_runs: false,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -405,7 +407,8 @@ fn summarise(
             float(fit.r2),
             fit.n.to_string(),
         ]);
-        finals.insert(format!("lambda_fit_r2_epoch{e}"), serde_json::json!(fit.r2));
+        finals.insert(format!("lambda_fit_c_epoch{e}"), json_float(fit.slope));
+        finals.insert(format!("lambda_fit_r2_epoch{e}"), json_float(fit.r2));
     }
     for &o in &cfg.grid.optimizers {
         let (mut logb, mut best, mut stable) = (vec![], vec![], vec![]);
@@ -433,7 +436,7 @@ fn summarise(
             if what == "best lr" {
                 finals.insert(
                     format!("{}_best_lr_slope", o.as_str()),
-                    serde_json::json!(fit.slope),
+                    json_float(fit.slope),
                 );
             }
         }

@@ -21,7 +21,7 @@ use crate::experiments::Entry;
 use crate::nn::{Activation, Mlp};
 use crate::rng::{self, Stream};
 use crate::run::fsutil::write_atomic;
-use crate::run::metrics::float;
+use crate::run::metrics::{float, json_float};
 use crate::run::progress::Progress;
 use crate::run::{Outcome, RunContext};
 use crate::stats::linear_fit;
@@ -43,6 +43,8 @@ pub const ENTRY: Entry = Entry {
     information_plane: false,
     claims: CLAIMS,
     variants: &[],
+    extendable: false,
+    nested_runs: false,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -279,7 +281,11 @@ fn critical_temperature(temps: &[f64], dist: &[f64], fitted: &[bool], factor: f6
     f64::NAN
 }
 
-fn part1(cfg: &Perceptron, ctx: &mut RunContext) -> Result<Vec<Vec<String>>> {
+/// Part 1's summary rows and headline numbers (the power law T_c ∝ P^b).
+fn part1(
+    cfg: &Perceptron,
+    ctx: &mut RunContext,
+) -> Result<(Vec<Vec<String>>, crate::run::FinalMetrics)> {
     let mut rows = vec![];
     let mut tc = vec![];
     let mut progress = Progress::new(
@@ -338,7 +344,11 @@ fn part1(cfg: &Perceptron, ctx: &mut RunContext) -> Result<Vec<Vec<String>>> {
         float(fit.slope),
         float(fit.r2),
     ]);
-    Ok(summary)
+    let mut headline = serde_json::Map::new();
+    headline.insert("tc_power".into(), json_float(fit.slope));
+    headline.insert("tc_power_r2".into(), json_float(fit.r2));
+    headline.insert("tc_points".into(), fit.n.into());
+    Ok((summary, headline))
 }
 
 /// An MLP trained at (α, T): (steps to fit or -1, ‖w − w₀‖, test error).
@@ -414,14 +424,24 @@ fn phase_point(
     Ok((fitted_at, dist, err))
 }
 
-fn part2(cfg: &MlpPhase, ctx: &mut RunContext) -> Result<Option<Outcome>> {
+/// Part 2; adds its headline numbers (test error range over the grid, points fitted) to
+/// `headline` when it finishes.
+fn part2(
+    cfg: &MlpPhase,
+    ctx: &mut RunContext,
+    headline: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<Option<Outcome>> {
     let data = data::load(&cfg.data, &ctx.data_dir, ctx.device, ctx.seed)?;
     let mut rows = vec![];
+    let mut errs = vec![];
+    let mut fitted = 0usize;
     let total = (cfg.alphas.len() * cfg.temperatures.len()) as u64;
     let mut progress = Progress::new("sgd-noise mlp", total, ctx.quiet);
     for &a in &cfg.alphas {
         for &t in &cfg.temperatures {
             let (steps, dist, err) = phase_point(cfg, &data, a, t, ctx)?;
+            errs.push(err);
+            fitted += usize::from(steps > 0);
             rows.push(vec![
                 float(a),
                 float(t),
@@ -448,6 +468,17 @@ fn part2(cfg: &MlpPhase, ctx: &mut RunContext) -> Result<Option<Outcome>> {
     progress.finish();
     let cols = ["alpha", "T", "steps_to_fit", "dist_from_init", "test_err"];
     write_atomic(&ctx.dir.join("phase.csv"), &csv_bytes(&cols, &rows)?)?;
+    let finite = errs.iter().copied().filter(|e| e.is_finite());
+    headline.insert(
+        "mlp_test_err_min".into(),
+        json_float(finite.clone().fold(f64::INFINITY, f64::min)),
+    );
+    headline.insert(
+        "mlp_test_err_max".into(),
+        json_float(finite.fold(f64::NEG_INFINITY, f64::max)),
+    );
+    headline.insert("mlp_points_fitted".into(), fitted.into());
+    headline.insert("mlp_points".into(), errs.len().into());
     Ok(None)
 }
 
@@ -463,19 +494,103 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
         "test_err",
     ])?;
     let mut summary = vec![];
+    let mut headline = serde_json::Map::new();
     if cfg.perceptron.enabled {
-        summary = part1(&cfg.perceptron, ctx)?;
+        (summary, headline) = part1(&cfg.perceptron, ctx)?;
     }
     write_atomic(
         &ctx.dir.join("summary.csv"),
         &csv_bytes(&["quantity", "value_or_intercept", "slope", "r2"], &summary)?,
     )?;
     if cfg.mlp.enabled {
-        if let Some(stopped) = part2(&cfg.mlp, ctx)? {
+        if let Some(stopped) = part2(&cfg.mlp, ctx, &mut headline)? {
             return Ok(stopped);
         }
     }
+    ctx.set_final_metrics(headline);
     Ok(Outcome::Completed)
+}
+
+use crate::claims::{self, Claim, Expect, Measured, RunFiles, Scale};
+
+const CLAIMS: &[Claim] = &[
+    Claim {
+        id: "tc-power-law",
+        statement: "the critical temperature follows a power law in the training-set size: R² of log T_c against log P (threshold 0.9 from the issue)",
+        paper: "T_c ∝ P^(−a)",
+        expect: Expect::AtLeast(0.9),
+        unit: "R²",
+        scale: Scale::Both,
+        variant: None,
+        measure: tc_power_law,
+    },
+    Claim {
+        id: "non-monotonic",
+        statement: "test error over (α, T) is non-monotonic in T for some α: largest interior dip or bump of test error along T (threshold 1 point = 0.01: ours, about the test-set noise)",
+        paper: "non-monotonic in T",
+        expect: Expect::AtLeast(0.01),
+        unit: "fraction",
+        scale: Scale::Both,
+        variant: None,
+        measure: non_monotonic,
+    },
+];
+
+fn tc_power_law(f: &RunFiles) -> Result<Measured> {
+    if f.cfg_bool("perceptron.enabled") == Some(false) {
+        return Ok(Measured::NotApplicable(
+            "the perceptron part is switched off (perceptron.enabled = false)".into(),
+        ));
+    }
+    let t = f.csv("summary.csv")?;
+    claims::value(t.number("r2", &[("quantity", "log T_c vs log P")])?)
+}
+
+/// The deepest interior extremum of a sequence: for each inner point, how far it sits below
+/// (or above) the highest (lowest) values on both sides; 0 for a monotonic sequence.
+pub fn interior_extremum(v: &[f64]) -> f64 {
+    let mut best: f64 = 0.0;
+    for i in 1..v.len().saturating_sub(1) {
+        let (l, r) = (&v[..i], &v[i + 1..]);
+        let max = |s: &[f64]| s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let min = |s: &[f64]| s.iter().copied().fold(f64::INFINITY, f64::min);
+        let dip = (max(l) - v[i]).min(max(r) - v[i]);
+        let bump = (v[i] - min(l)).min(v[i] - min(r));
+        best = best.max(dip).max(bump);
+    }
+    best
+}
+
+fn non_monotonic(f: &RunFiles) -> Result<Measured> {
+    if f.cfg_bool("mlp.enabled") == Some(false) {
+        return Ok(Measured::NotApplicable(
+            "the MLP part is switched off (mlp.enabled = false)".into(),
+        ));
+    }
+    let t = f.csv("phase.csv")?;
+    let mut best: f64 = 0.0;
+    for a in t.distinct("alpha")? {
+        let curve = claims::mean_by(&t, "T", "test_err", &[("alpha", &a)])?;
+        let errs: Vec<f64> = curve.iter().map(|p| p.1).collect();
+        best = best.max(interior_extremum(&errs));
+    }
+    claims::value(best)
+}
+
+#[cfg(test)]
+mod claim_tests {
+    use super::interior_extremum;
+
+    #[test]
+    fn interior_extremum_is_zero_for_monotonic_and_the_depth_of_a_dip() {
+        assert_eq!(interior_extremum(&[1.0, 2.0, 3.0]), 0.0);
+        assert_eq!(interior_extremum(&[3.0, 2.0, 2.0, 1.0]), 0.0);
+        // A dip of 2 below the smaller of its two sides.
+        assert_eq!(interior_extremum(&[5.0, 1.0, 3.0]), 2.0);
+        // A bump: 4 sits 3 above the larger of the lows on both sides.
+        assert_eq!(interior_extremum(&[1.0, 4.0, 0.0]), 3.0);
+        assert_eq!(interior_extremum(&[1.0]), 0.0);
+    }
 }
 
 #[cfg(test)]
@@ -542,85 +657,3 @@ mod tests {
 }
 
 // ---- The paper's claims (Sclocchi et al., Dissecting the effects of SGD noise) -------------
-
-use crate::claims::{self, Claim, Expect, Measured, RunFiles, Scale};
-
-const CLAIMS: &[Claim] = &[
-    Claim {
-        id: "tc-power-law",
-        statement: "the critical temperature follows a power law in the training-set size: R² of log T_c against log P (threshold 0.9 from the issue)",
-        paper: "T_c ∝ P^(−a)",
-        expect: Expect::AtLeast(0.9),
-        unit: "R²",
-        scale: Scale::Both,
-        variant: None,
-        measure: tc_power_law,
-    },
-    Claim {
-        id: "non-monotonic",
-        statement: "test error over (α, T) is non-monotonic in T for some α: largest interior dip or bump of test error along T (threshold 1 point: ours, about the test-set noise)",
-        paper: "non-monotonic in T",
-        expect: Expect::AtLeast(1.0),
-        unit: "points",
-        scale: Scale::Both,
-        variant: None,
-        measure: non_monotonic,
-    },
-];
-
-fn tc_power_law(f: &RunFiles) -> Result<Measured> {
-    if f.cfg_bool("perceptron.enabled") == Some(false) {
-        return Ok(Measured::NotApplicable(
-            "the perceptron part is switched off (perceptron.enabled = false)".into(),
-        ));
-    }
-    let t = f.csv("summary.csv")?;
-    claims::value(t.number("r2", &[("quantity", "log T_c vs log P")])?)
-}
-
-/// The deepest interior extremum of a sequence: for each inner point, how far it sits below
-/// (or above) the highest (lowest) values on both sides; 0 for a monotonic sequence.
-pub fn interior_extremum(v: &[f64]) -> f64 {
-    let mut best: f64 = 0.0;
-    for i in 1..v.len().saturating_sub(1) {
-        let (l, r) = (&v[..i], &v[i + 1..]);
-        let max = |s: &[f64]| s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let min = |s: &[f64]| s.iter().copied().fold(f64::INFINITY, f64::min);
-        let dip = (max(l) - v[i]).min(max(r) - v[i]);
-        let bump = (v[i] - min(l)).min(v[i] - min(r));
-        best = best.max(dip).max(bump);
-    }
-    best
-}
-
-fn non_monotonic(f: &RunFiles) -> Result<Measured> {
-    if f.cfg_bool("mlp.enabled") == Some(false) {
-        return Ok(Measured::NotApplicable(
-            "the MLP part is switched off (mlp.enabled = false)".into(),
-        ));
-    }
-    let t = f.csv("phase.csv")?;
-    let mut best: f64 = 0.0;
-    for a in t.distinct("alpha")? {
-        let curve = claims::mean_by(&t, "T", "test_err", &[("alpha", &a)])?;
-        let errs: Vec<f64> = curve.iter().map(|p| 100.0 * p.1).collect();
-        best = best.max(interior_extremum(&errs));
-    }
-    claims::value(best)
-}
-
-#[cfg(test)]
-mod claim_tests {
-    use super::interior_extremum;
-
-    #[test]
-    fn interior_extremum_is_zero_for_monotonic_and_the_depth_of_a_dip() {
-        assert_eq!(interior_extremum(&[1.0, 2.0, 3.0]), 0.0);
-        assert_eq!(interior_extremum(&[3.0, 2.0, 2.0, 1.0]), 0.0);
-        // A dip of 2 below the smaller of its two sides.
-        assert_eq!(interior_extremum(&[5.0, 1.0, 3.0]), 2.0);
-        // A bump: 4 sits 3 above the larger of the lows on both sides.
-        assert_eq!(interior_extremum(&[1.0, 4.0, 0.0]), 3.0);
-        assert_eq!(interior_extremum(&[1.0]), 0.0);
-    }
-}
