@@ -1,20 +1,16 @@
 //! Paper claims end to end: claims.csv at the end of a run, `stochlab check` on runs, sweeps
 //! and hand-written files, and `stochlab reproduce` with its scoreboard.
 
+mod common;
+
+use common::{bin, csv_maps, json};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn stochlab(args: &[&str], results: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stochlab"))
-        .env("STOCHLAB_PROGRESS_SECS", "0")
-        .env("OMP_NUM_THREADS", "1")
-        .args(args)
-        .arg("--results")
-        .arg(results)
-        .output()
-        .expect("binary runs")
+    common::run(args, results)
 }
 
 fn ok(out: &Output) -> String {
@@ -25,23 +21,6 @@ fn ok(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
-}
-
-fn csv_maps(path: &Path) -> Vec<BTreeMap<String, String>> {
-    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let h: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
-    r.records()
-        .map(|rec| {
-            h.iter()
-                .cloned()
-                .zip(rec.unwrap().iter().map(String::from))
-                .collect()
-        })
-        .collect()
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// A smoke ib-tishby run (under a second); returns its directory.
@@ -263,9 +242,7 @@ fn reproduce_stopped_with_sigterm_completes_each_job_once_on_rerun() {
         "--results",
         tmp.path().to_str().unwrap(),
     ];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stochlab"))
-        .env("STOCHLAB_PROGRESS_SECS", "0")
-        .env("OMP_NUM_THREADS", "1")
+    let mut child = bin()
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -310,12 +287,7 @@ fn reproduce_stopped_with_sigterm_completes_each_job_once_on_rerun() {
         .collect();
     assert!(!done_before.is_empty(), "{before:?}");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_stochlab"))
-        .env("STOCHLAB_PROGRESS_SECS", "0")
-        .env("OMP_NUM_THREADS", "1")
-        .args(args)
-        .output()
-        .unwrap();
+    let out = bin().args(args).output().unwrap();
     let stdout = ok(&out);
     assert!(stdout.contains("scoreboard.csv"), "{stdout}");
     let after = started("ib-tishby");

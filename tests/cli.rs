@@ -1,30 +1,12 @@
 //! End-to-end tests: they drive the release binary as a user would.
 
+mod common;
+
+use common::{bin, csv_maps, json, read, run, text};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_stochlab"));
-    c.env("STOCHLAB_PROGRESS_SECS", "0");
-    // The harness runs tests side by side on a small machine: one torch thread per process
-    // keeps them from spinning against each other (a 5× slowdown was seen without it).
-    c.env("OMP_NUM_THREADS", "1");
-    c
-}
-
-fn run(args: &[&str], results: &Path) -> Output {
-    bin()
-        .args(args)
-        .arg("--results")
-        .arg(results)
-        .output()
-        .expect("binary runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// The single run directory under results/<exp>/.
 fn run_dirs(results: &Path, exp: &str) -> Vec<PathBuf> {
@@ -39,14 +21,6 @@ fn only_run(results: &Path) -> PathBuf {
     let dirs = run_dirs(results, "classifier");
     assert_eq!(dirs.len(), 1, "{dirs:?}");
     dirs[0].clone()
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 #[test]
@@ -796,20 +770,6 @@ fn jobs_csv(sweep: &Path) -> Vec<BTreeMap<String, String>> {
 }
 
 /// The rows of a CSV file as maps (header → cell).
-fn csv_maps(path: &Path) -> Vec<BTreeMap<String, String>> {
-    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let h: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
-    r.records()
-        .map(|x| {
-            h.iter()
-                .cloned()
-                .zip(x.unwrap().iter().map(str::to_string))
-                .collect()
-        })
-        .collect()
-}
-
-use std::collections::BTreeMap;
 
 #[test]
 fn sweep_runs_every_job_once_and_skips_them_when_rerun() {
@@ -1443,16 +1403,7 @@ fn gradient_estimator_experiments_run_end_to_end_at_smoke_size() {
 /// Lines of `stochlab runs`/`compare` output split into cells (CSV).
 fn csv_out(out: &Output) -> Vec<BTreeMap<String, String>> {
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let mut r = csv::Reader::from_reader(out.stdout.as_slice());
-    let h: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
-    r.records()
-        .map(|x| {
-            h.iter()
-                .cloned()
-                .zip(x.unwrap().iter().map(str::to_string))
-                .collect()
-        })
-        .collect()
+    common::maps(csv::Reader::from_reader(out.stdout.as_slice()))
 }
 
 #[test]

@@ -1,0 +1,54 @@
+//! Helpers shared by the end-to-end test files: they drive the release binary as a user would.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_stochlab"));
+    c.env("STOCHLAB_PROGRESS_SECS", "0");
+    // The harness runs tests side by side on a small machine: one torch thread per process
+    // keeps them from spinning against each other (a 5× slowdown was seen without it).
+    c.env("OMP_NUM_THREADS", "1");
+    c
+}
+
+pub fn run(args: &[&str], results: &Path) -> Output {
+    bin()
+        .args(args)
+        .arg("--results")
+        .arg(results)
+        .output()
+        .expect("binary runs")
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+pub fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A CSV as one map (column → cell) per row.
+pub fn csv_maps(path: &Path) -> Vec<BTreeMap<String, String>> {
+    maps(csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+}
+
+/// Rows of any CSV reader as maps.
+pub fn maps<R: std::io::Read>(mut r: csv::Reader<R>) -> Vec<BTreeMap<String, String>> {
+    let h: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
+    r.records()
+        .map(|x| {
+            h.iter()
+                .cloned()
+                .zip(x.unwrap().iter().map(str::to_string))
+                .collect()
+        })
+        .collect()
+}
