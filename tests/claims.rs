@@ -3,15 +3,11 @@
 
 mod common;
 
-use common::{bin, csv_maps, json};
+use common::{bin, csv_maps, json, run as stochlab};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-
-fn stochlab(args: &[&str], results: &Path) -> Output {
-    common::run(args, results)
-}
 
 fn ok(out: &Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -135,16 +135,15 @@ pub fn sweep_groups(dir: &Path, overrides: &[String]) -> Result<Vec<Group>> {
         let mut unfinished = 0;
         for s in jobs {
             let run_dir = PathBuf::from(&s.run_dir);
-            let finished = crate::run::read_info(&run_dir)
-                .is_ok_and(|i| i.status == crate::run::Status::Completed);
-            if !finished {
-                unfinished += 1;
-                continue;
-            }
-            let (_, checked) = super::check_run(&run_dir, overrides)?;
-            if let Some(t) = crate::run::read_info(&run_dir)?.seconds {
-                seconds.push(t);
-            }
+            let info = match crate::run::read_info(&run_dir) {
+                Ok(i) if i.status == crate::run::Status::Completed => i,
+                _ => {
+                    unfinished += 1;
+                    continue;
+                }
+            };
+            let (_, checked) = super::check_info(&run_dir, &info, overrides)?;
+            seconds.extend(info.seconds);
             per_run.push(checked);
             runs.push(run_dir);
         }

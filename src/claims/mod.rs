@@ -527,7 +527,15 @@ fn is_full_command(command_line: &[String]) -> bool {
 
 /// Recomputes the claims of one finished run from its files.
 pub fn check_run(dir: &Path, overrides: &[String]) -> Result<(&'static Entry, Vec<Checked>)> {
-    let info = crate::run::read_info(dir)?;
+    check_info(dir, &crate::run::read_info(dir)?, overrides)
+}
+
+/// As `check_run`, with the run's run.json already read.
+pub fn check_info(
+    dir: &Path,
+    info: &crate::run::RunInfo,
+    overrides: &[String],
+) -> Result<(&'static Entry, Vec<Checked>)> {
     let entry = crate::experiments::find(&info.experiment)?;
     let (table, th) = run_config(entry, dir, &info.command_line, overrides)?;
     Ok((entry, evaluate(entry, dir, &table, &th, info.smoke)))
