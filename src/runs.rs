@@ -147,7 +147,9 @@ pub fn find(root: &Path) -> Result<Vec<Record>> {
             Err(e) => eprintln!("skipping {}: {e:#}", d.display()),
         }
     }
-    out.sort_by(|a, b| a.info.start.cmp(&b.info.start));
+    // Start time, then the directory (timestamp-id) for runs started at the same instant, so
+    // the order never depends on the order the file system lists folders in.
+    out.sort_by(|a, b| a.info.start.cmp(&b.info.start).then_with(|| a.dir.cmp(&b.dir)));
     Ok(out)
 }
 

@@ -151,8 +151,9 @@ pub enum Child {
     Ready(Box<RunContext>),
 }
 
+/// Start/end stamps to the millisecond: runs started within one second still list in order.
 fn now() -> String {
-    chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+    chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
 }
 
 impl RunContext {
