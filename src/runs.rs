@@ -149,7 +149,12 @@ pub fn find(root: &Path) -> Result<Vec<Record>> {
     }
     // Start time, then the directory (timestamp-id) for runs started at the same instant, so
     // the order never depends on the order the file system lists folders in.
-    out.sort_by(|a, b| a.info.start.cmp(&b.info.start).then_with(|| a.dir.cmp(&b.dir)));
+    out.sort_by(|a, b| {
+        a.info
+            .start
+            .cmp(&b.info.start)
+            .then_with(|| a.dir.cmp(&b.dir))
+    });
     Ok(out)
 }
 
