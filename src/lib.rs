@@ -6,6 +6,7 @@
 //! `nn`, `optim` and `train`.
 
 pub mod app;
+pub mod bayes;
 pub mod bench;
 pub mod claims;
 pub mod cli;

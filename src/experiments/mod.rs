@@ -1,11 +1,13 @@
 //! The experiment registry: one module per paper, one entry each, in one table.
 
+pub mod bayes;
 pub mod children;
 pub mod classifier;
 pub mod estimators;
 pub mod information;
 pub mod sgd;
 
+use bayes::nngp_mixture;
 use estimators::{stochastic_neurons, tpsgd, wta_crs};
 use information::{ib_lossy, ib_tishby, mi_synthetic};
 use sgd::{diffgrad, lr_batch, sgd_noise, train_longer};
@@ -67,6 +69,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("information", "information theory of deep learning"),
     ("sgd", "SGD noise, batch size and learning rate"),
     ("estimators", "gradient estimators and local learning"),
+    ("bayes", "Bayesian neural networks and Gaussian processes"),
     ("runner", "runner baselines"),
 ];
 
@@ -82,6 +85,7 @@ pub static REGISTRY: &[Entry] = &[
     stochastic_neurons::ENTRY,
     wta_crs::ENTRY,
     tpsgd::ENTRY,
+    nngp_mixture::ENTRY,
 ];
 
 /// One experiment run by `reproduce`: an experiment with one of its built-in configs.

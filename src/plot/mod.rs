@@ -12,8 +12,10 @@
 //! | estimators.csv, training.csv | `variance`, `training` (wta-crs); `estimators` (stochastic-neurons) |
 //! | gating.csv | `gating` (stochastic-neurons) |
 //! | results.csv, depth.csv | `rules`, `depth` (tpsgd) |
+//! | prior_hist.csv, predictions.csv | `prior` (wide-network outputs vs t and Gaussian densities), `predictive` (GP vs t-process bands) (nngp-mixture) |
 //! | density.csv, sharpness.csv | `density` (SLQ eigenvalue density), `sharpness` (λ_max and 2/η against step) |
 
+pub mod bayes;
 pub mod curvature;
 pub mod curves;
 pub mod estimators;
@@ -76,6 +78,8 @@ pub fn figures(dir: &Path, o: &Options) -> Result<Vec<Figure>> {
     out.extend(estimators::neuron_estimators(dir)?);
     out.extend(estimators::gating(dir)?);
     out.extend(estimators::tpsgd(dir)?);
+    out.extend(bayes::nngp_prior(dir)?);
+    out.extend(bayes::nngp_predictive(dir)?);
     out.extend(curvature::density(dir)?);
     out.extend(curvature::sharpness(dir)?);
     out.extend(sgd::distance(dir)?);

@@ -1,0 +1,107 @@
+//! End-to-end runs of the `bayes` family (synthetic data only).
+
+mod common;
+use common::{bin, csv_maps, json, read, run, text};
+use std::path::{Path, PathBuf};
+
+fn run_dir(results: &Path, exp: &str) -> PathBuf {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(results.join(exp))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v.pop().unwrap()
+}
+
+fn num(r: &std::collections::BTreeMap<String, String>, k: &str) -> f64 {
+    r[k].parse().unwrap_or_else(|_| panic!("{k} = {}", r[k]))
+}
+
+#[test]
+fn nngp_mixture_runs_end_to_end_at_smoke_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(&["train", "nngp-mixture", "--smoke"], tmp.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = run_dir(tmp.path(), "nngp-mixture");
+    assert_eq!(json(&dir.join("run.json"))["status"], "completed");
+
+    let ks = csv_maps(&dir.join("prior_ks.csv"));
+    assert_eq!(ks.len(), 4, "mixture and fixed against t and Gaussian");
+    for r in &ks {
+        let (d, p) = (num(r, "ks_stat"), num(r, "p_value"));
+        assert!(
+            (0.0..=1.0).contains(&d) && (0.0..=1.0).contains(&p),
+            "{r:?}"
+        );
+        assert_eq!(r["n"], "200");
+    }
+    assert_eq!(csv_maps(&dir.join("prior.csv")).len(), 400);
+
+    // Two datasets × two models × (valid, test, shift), NLL finite, coverage a fraction.
+    let summary = csv_maps(&dir.join("summary.csv"));
+    assert_eq!(summary.len(), 2 * 2 * 3, "{summary:?}");
+    for r in &summary {
+        assert!(num(r, "nll").is_finite(), "{r:?}");
+        assert!((0.0..=1.0).contains(&num(r, "coverage")), "{r:?}");
+        assert!(num(r, "interval_width") > 0.0, "{r:?}");
+    }
+    let grid = csv_maps(&dir.join("kernel_grid.csv"));
+    assert_eq!(grid.len(), 4);
+    assert!(grid.iter().all(|r| r["selected"] == "true"));
+    let tp = grid.iter().find(|r| r["model"] == "tp").unwrap();
+    assert!(num(tp, "a") > 0.0 && num(tp, "b") > 0.0);
+    // 20 Adam steps logged every 10: two rows per fit.
+    assert_eq!(csv_maps(&dir.join("metrics.csv")).len(), 4 * 2);
+    let preds = csv_maps(&dir.join("predictions.csv"));
+    assert_eq!(preds.len(), 2 * (60 + 40));
+    assert!(preds.iter().all(|r| num(r, "lower") <= num(r, "upper")));
+
+    let claims = read(&dir.join("claims.csv"));
+    for id in [
+        "prior-t-fits",
+        "prior-gaussian-fails",
+        "tp-beats-gp-syn-t",
+        "tp-beats-gp-shift",
+        "tp-equals-gp-syn-normal",
+    ] {
+        assert!(claims.contains(id), "{claims}");
+    }
+    let out = bin().arg("plot").arg(&dir).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for f in ["prior.png", "predictive.png"] {
+        let len = std::fs::metadata(dir.join(f)).map_or(0, |m| m.len());
+        assert!(len > 1000, "{f}: {len} bytes");
+    }
+}
+
+#[test]
+fn nngp_mixture_refuses_a_missing_csv_and_unknown_datasets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(
+        &[
+            "train",
+            "nngp-mixture",
+            "--smoke",
+            "regression.datasets=[\"csv\"]",
+        ],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("regression.csv_path"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(
+        &[
+            "train",
+            "nngp-mixture",
+            "--smoke",
+            "regression.datasets=[\"syn-x\"]",
+        ],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("syn-x"), "{}", text(&out.stderr));
+}
