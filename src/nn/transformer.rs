@@ -130,9 +130,9 @@ impl SampledTransformer {
                 .matmul(&v)
                 .transpose(1, 2)
                 .reshape([b, l, d]);
-            h = h + lin(&blk.out, &ctx);
+            h = &h + lin(&blk.out, &ctx);
             let f = lin(&blk.ff1, &h.apply(&blk.ln2)).gelu("none");
-            h = h + lin(&blk.ff2, &f);
+            h = &h + lin(&blk.ff2, &f);
         }
         let h = h.apply(&self.ln) * mask.unsqueeze(-1);
         let pooled =
