@@ -701,6 +701,7 @@ fn build_transformer(
     sampling: Sampling,
     seed: u64,
     device: Device,
+    cache: bool,
 ) -> Result<(tch::nn::VarStore, SampledTransformer)> {
     let shape = d.train.x.size();
     let size = TransformerSize {
@@ -715,7 +716,9 @@ fn build_transformer(
     let (vs, model) = crate::nn::build_on(seed, device, |p| {
         Ok(SampledTransformer::new(p, size, sampling))
     })?;
-    model.set_cache(d.train.len());
+    if cache {
+        model.set_cache(d.train.len());
+    }
     Ok((vs, model))
 }
 
@@ -774,7 +777,8 @@ fn transformer_run(
 ) -> Result<(f64, i64)> {
     let kf = if arm == Arm::Exact { 1.0 } else { m.k_fraction };
     let sampling = arm.sampling(kf).expect("checked: training arms sample");
-    let (vs, model) = build_transformer(m, d, sampling, seed, ctx.device)?;
+    let cache = sampling.importance == Importance::Cached && sampling.sampler != Sampler::Exact;
+    let (vs, model) = build_transformer(m, d, sampling, seed, ctx.device, cache)?;
     let mut opt = crate::optim::adam(&vs, m.lr)?;
     let mut acc = f64::NAN;
     for epoch in 0..m.epochs {
@@ -805,7 +809,7 @@ fn transformer_run(
 fn transformer_study(cfg: &Config, d: &TokenData, ctx: &RunContext) -> Result<Vec<Vec<String>>> {
     let m = &cfg.transformer;
     let st = &m.study;
-    let (vs, model) = build_transformer(m, d, Sampling::exact(), ctx.seed, ctx.device)?;
+    let (vs, model) = build_transformer(m, d, Sampling::exact(), ctx.seed, ctx.device, true)?;
     let mut opt = crate::optim::adam(&vs, m.lr)?;
     for epoch in 0..st.warm_epochs {
         transformer_epoch(m, d, &model, &mut opt, ctx.seed, epoch);
