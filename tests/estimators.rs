@@ -53,7 +53,10 @@ fn wta_crs_transformer_compares_estimators_and_trains_with_the_example_cache() {
         assert!(num(pooled("crs", k), "padding_mass") < 1e-5);
         // Top-k is deterministic: no spread, all of its error is bias.
         let top = pooled("top-k", k);
-        assert!(num(top, "rel_bias_se") < 1e-6 * num(top, "rel_bias"), "{top:?}");
+        assert!(
+            num(top, "rel_bias_se") < 1e-6 * num(top, "rel_bias"),
+            "{top:?}"
+        );
         assert!(num(pooled("uniform", k), "top_set_fraction") == 0.0);
     }
 
