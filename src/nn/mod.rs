@@ -4,6 +4,7 @@
 pub mod local;
 pub mod resnet;
 pub mod stochastic;
+pub mod transformer;
 pub mod wta_crs;
 
 use anyhow::{bail, Result};

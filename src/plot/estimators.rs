@@ -1,5 +1,5 @@
 //! Gradient-estimator figures: variance and bias against k/N per sampler and accuracy against
-//! memory (wta-crs), bias/variance/cosine per estimator and extra error against the fraction of
+//! memory (wta-crs), and the transformer's estimator errors and training arms (wta-crs), bias/variance/cosine per estimator and extra error against the fraction of
 //! gates off (stochastic-neurons), accuracy per rule and model and against depth (tpsgd).
 
 use super::figure::{mean_series, Axis, Colour, Figure, Mark, Panel, Scale, Series};
@@ -174,6 +174,77 @@ pub fn wta_training(dir: &Path) -> Result<Option<Figure>> {
                 ("stored activations [MB]", Scale::Log),
                 ("test accuracy", Scale::Linear),
                 mem,
+            ),
+        ],
+    )))
+}
+
+/// wta-crs transformer (a): relative error and bias of each estimator, pooled over the sampled
+/// layers, one dot per k/N.
+pub fn wta_transformer_estimators(dir: &Path) -> Result<Option<Figure>> {
+    let Some(mut t) = Table::read_rows(dir, "transformer_estimators.csv")? else {
+        return Ok(None);
+    };
+    let (cl, cs, ck) = (t.col("layer")?, t.col("sampler")?, t.col("k_fraction")?);
+    let (ce, cb) = (t.col("rel_error")?, t.col("rel_bias")?);
+    t.rows.retain(|r| r[cl] == "all");
+    if t.rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Figure::new(
+        "transformer-estimators",
+        "Transformer weight gradients from k of N tokens (pooled over sampled layers; dots: k/N)",
+        vec![
+            dots(
+                &t,
+                cs,
+                Some(ck),
+                ce,
+                "relative error",
+                ("√E‖Ĝ − ∇W‖² / ‖∇W‖", Scale::Log),
+            ),
+            dots(
+                &t,
+                cs,
+                Some(ck),
+                cb,
+                "relative bias",
+                ("‖E Ĝ − ∇W‖ / ‖∇W‖", Scale::Log),
+            ),
+        ],
+    )))
+}
+
+/// wta-crs transformer (b): test accuracy (mean ± std over seeds) and the activation bytes the
+/// sampled layers keep, per training arm.
+pub fn wta_transformer_training(dir: &Path) -> Result<Option<Figure>> {
+    let Some(t) = Table::read_rows(dir, "transformer_training.csv")? else {
+        return Ok(None);
+    };
+    let (cs, ca, cb) = (
+        t.col("sampler")?,
+        t.col("test_acc")?,
+        t.col("bytes_vs_exact")?,
+    );
+    Ok(Some(Figure::new(
+        "transformer-training",
+        "Transformer trained with sampled weight gradients",
+        vec![
+            dots(
+                &t,
+                cs,
+                None,
+                ca,
+                "test accuracy",
+                ("test accuracy", Scale::Linear),
+            ),
+            dots(
+                &t,
+                cs,
+                None,
+                cb,
+                "stored activations",
+                ("bytes / exact", Scale::Linear),
             ),
         ],
     )))

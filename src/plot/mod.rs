@@ -10,6 +10,7 @@
 //! | phase.csv, perceptron.csv | `phase`, `perceptron` (sgd-noise) |
 //! | hessian.csv, grid.csv | `lambda_max`, `best_lr` (lr-batch) |
 //! | estimators.csv, training.csv | `variance`, `training` (wta-crs); `estimators` (stochastic-neurons) |
+//! | transformer_estimators.csv, transformer_training.csv | `transformer-estimators`, `transformer-training` (wta-crs) |
 //! | gating.csv | `gating` (stochastic-neurons) |
 //! | results.csv, depth.csv | `rules`, `depth` (tpsgd) |
 //! | prior_hist.csv, predictions.csv | `prior` (wide-network outputs vs t and Gaussian densities), `predictive` (GP vs t-process bands) (nngp-mixture) |
@@ -75,6 +76,8 @@ pub fn figures(dir: &Path, o: &Options) -> Result<Vec<Figure>> {
     out.extend(sgd::best_lr(dir)?);
     out.extend(estimators::wta_variance(dir)?);
     out.extend(estimators::wta_training(dir)?);
+    out.extend(estimators::wta_transformer_estimators(dir)?);
+    out.extend(estimators::wta_transformer_training(dir)?);
     out.extend(estimators::neuron_estimators(dir)?);
     out.extend(estimators::gating(dir)?);
     out.extend(estimators::tpsgd(dir)?);

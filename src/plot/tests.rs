@@ -236,6 +236,22 @@ fn estimator_figures_draw_one_series_per_sampler_estimator_and_rule() {
     assert_eq!(fig.panels[0].series[0].label, "exact backprop");
     assert_fits(&fig);
 
+    write(d, "transformer_estimators.csv", "k_fraction,k,layer,sampler,rel_bias,rel_error,rel_bias_se,top_set_fraction,padding_mass\n0.1,179,block0.out,uniform,0.2,0.7,0.07,0,0.3\n0.1,179,all,uniform,0.1,0.6,0.06,0,0.3\n0.1,179,all,wta-crs,0.01,0.2,0.02,0.4,0\n0.3,537,all,uniform,0.05,0.3,0.03,0,0.3\n0.3,537,all,wta-crs,0.005,0.1,0.01,0.5,0\n");
+    let fig = estimators::wta_transformer_estimators(d).unwrap().unwrap();
+    assert_eq!(labels(&fig, 0), ["0.1", "0.3"]);
+    assert_eq!(
+        fig.panels[0].y.ticks,
+        Ticks::Categories(vec!["wta-crs".into(), "uniform".into()])
+    );
+    // The per-layer row is left out: uniform at k/N = 0.1 is the pooled 0.6.
+    assert_eq!(fig.panels[0].series[0].points[0].0, 0.6);
+    assert_fits(&fig);
+    write(d, "transformer_training.csv", "sampler,k_fraction,seed,test_acc,acc_below_exact,stored_activation_bytes,bytes_vs_exact\nexact,1.0,0,0.9,0,1000,1\nwta-crs,0.3,0,0.89,0.01,310,0.31\nexact,1.0,1,0.92,0,1000,1\nwta-crs,0.3,1,0.9,0.02,310,0.31\n");
+    let fig = estimators::wta_transformer_training(d).unwrap().unwrap();
+    let acc = fig.panels[0].series[0].points[0].0;
+    assert!((acc - 0.91).abs() < 1e-12, "mean over seeds: {acc}");
+    assert_fits(&fig);
+
     write(d, "gating.csv", "estimator,target_on,test_err,gates_off,extra_error_points\nungated,1,0.05,0,0\nreinforce,0.5,0.07,0.4,2\nreinforce,0.25,0.09,0.7,4\nnoise,0.5,0.06,0.5,1\n");
     let fig = estimators::gating(d).unwrap().unwrap();
     assert_eq!(labels(&fig, 0), ["ungated", "reinforce", "noise"]);
