@@ -230,6 +230,58 @@ pub fn kolmogorov_q(lambda: f64) -> f64 {
     (2.0 * sum).clamp(0.0, 1.0)
 }
 
+/// Ranks 1..n of `v` with ties given their average rank.
+pub fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut r = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let j = (i..idx.len())
+            .find(|&j| v[idx[j]] != v[idx[i]])
+            .unwrap_or(idx.len());
+        let avg = (i + j + 1) as f64 / 2.0;
+        for &k in &idx[i..j] {
+            r[k] = avg;
+        }
+        i = j;
+    }
+    r
+}
+
+/// Pearson correlation of the finite pairs (NaN with fewer than 2 or no spread).
+pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    let fit = linear_fit(x, y);
+    if fit.n < 2 || !fit.slope.is_finite() {
+        return f64::NAN;
+    }
+    fit.r2.sqrt().copysign(fit.slope)
+}
+
+/// Spearman rank correlation of the finite pairs.
+pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
+    let (a, b): (Vec<f64>, Vec<f64>) = x
+        .iter()
+        .zip(y)
+        .filter(|(a, b)| a.is_finite() && b.is_finite())
+        .map(|(a, b)| (*a, *b))
+        .unzip();
+    pearson(&ranks(&a), &ranks(&b))
+}
+
+/// Area under the ROC curve of a score separating `positives` (expected higher) from
+/// `negatives`: P(score⁺ > score⁻) + ½P(tie), by the rank-sum (Mann–Whitney) formula.
+pub fn auroc(positives: &[f64], negatives: &[f64]) -> f64 {
+    let (np, nn) = (positives.len() as f64, negatives.len() as f64);
+    if np == 0.0 || nn == 0.0 {
+        return f64::NAN;
+    }
+    let all: Vec<f64> = positives.iter().chain(negatives).copied().collect();
+    let r = ranks(&all);
+    let sum: f64 = r[..positives.len()].iter().sum();
+    (sum - np * (np + 1.0) / 2.0) / (np * nn)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,5 +335,39 @@ mod tests {
         let normal: Vec<f64> = uniform.iter().map(|&u| quantile(u, normal_cdf)).collect();
         assert!(ks_test(&normal, normal_cdf).1 > 0.99);
         assert!(ks_test(&normal, |t| student_t_cdf(t, 2.0)).1 < 0.01);
+    }
+
+    #[test]
+    fn spearman_and_auroc_by_brute_force() {
+        assert_eq!(ranks(&[3.0, 1.0, 3.0, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
+        // Monotone but non-linear: rank correlation 1, reversed −1.
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let y: Vec<f64> = x.iter().map(|v: &f64| v.powi(3)).collect();
+        assert!((spearman(&x, &y) - 1.0).abs() < 1e-12);
+        let rev: Vec<f64> = y.iter().map(|v| -v).collect();
+        assert!((spearman(&x, &rev) + 1.0).abs() < 1e-12);
+        // Against the textbook formula 1 − 6Σd²/(n(n²−1)) without ties.
+        let a = [0.3, 1.2, -0.5, 2.2, 0.9, 1.7];
+        let b = [1.0, 0.2, -1.0, 3.0, 2.5, 0.1];
+        let (ra, rb) = (ranks(&a), ranks(&b));
+        let d2: f64 = ra.iter().zip(&rb).map(|(p, q)| (p - q).powi(2)).sum();
+        let want = 1.0 - 6.0 * d2 / (6.0 * 35.0);
+        assert!((spearman(&a, &b) - want).abs() < 1e-12);
+        // AUROC: the fraction of (positive, negative) pairs ordered right, ties half.
+        let (pos, neg) = ([0.9, 0.4, 0.7, 0.4], [0.1, 0.4, 0.5]);
+        let mut pairs = 0.0;
+        for p in pos {
+            for n in neg {
+                pairs += if p > n {
+                    1.0
+                } else if p == n {
+                    0.5
+                } else {
+                    0.0
+                };
+            }
+        }
+        assert!((auroc(&pos, &neg) - pairs / 12.0).abs() < 1e-12);
+        assert_eq!(auroc(&[2.0], &[1.0]), 1.0);
     }
 }

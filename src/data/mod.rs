@@ -6,9 +6,12 @@
 //! `data.split_seed`) → normalisation with training-set statistics → device.
 
 pub mod augment;
+pub mod corrupt;
 pub mod files;
 pub mod formats;
+pub mod gp;
 pub mod real;
+pub mod shapes;
 pub mod split;
 pub mod synthetic;
 pub mod tishby;

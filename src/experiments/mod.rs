@@ -6,11 +6,13 @@ pub mod classifier;
 pub mod estimators;
 pub mod information;
 pub mod sgd;
+pub mod uncertainty;
 
 use bayes::nngp_mixture;
 use estimators::{stochastic_neurons, tpsgd, wta_crs};
 use information::{ib_lossy, ib_tishby, mi_synthetic};
 use sgd::{diffgrad, lr_batch, sgd_noise, train_longer};
+use uncertainty::{latent_uncertainty, mpnp};
 
 use crate::run::checkpoint::Checkpoint;
 use crate::run::{Outcome, RunContext};
@@ -70,6 +72,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("sgd", "SGD noise, batch size and learning rate"),
     ("estimators", "gradient estimators and local learning"),
     ("bayes", "Bayesian neural networks and Gaussian processes"),
+    ("uncertainty", "uncertainty from stochastic latents"),
     ("runner", "runner baselines"),
 ];
 
@@ -86,6 +89,8 @@ pub static REGISTRY: &[Entry] = &[
     wta_crs::ENTRY,
     tpsgd::ENTRY,
     nngp_mixture::ENTRY,
+    mpnp::ENTRY,
+    latent_uncertainty::ENTRY,
 ];
 
 /// One experiment run by `reproduce`: an experiment with one of its built-in configs.

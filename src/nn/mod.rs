@@ -1,8 +1,11 @@
 //! Reusable models. Built from an `nn::Path` so their weights live in the run's VarStore (and so
 //! in checkpoints); the same code runs on CPU and CUDA.
 
+pub mod gaussian;
+pub mod graph;
 pub mod local;
 pub mod resnet;
+pub mod set_attention;
 pub mod stochastic;
 pub mod transformer;
 pub mod wta_crs;

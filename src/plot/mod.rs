@@ -15,6 +15,8 @@
 //! | results.csv, depth.csv | `rules`, `depth` (tpsgd) |
 //! | prior_hist.csv, predictions.csv | `prior` (wide-network outputs vs t and Gaussian densities), `predictive` (GP vs t-process bands) (nngp-mixture) |
 //! | density.csv, sharpness.csv | `density` (SLQ eigenvalue density), `sharpness` (λ_max and 2/η against step) |
+//! | bands.csv, points.csv, metrics.csv | `bands` (predictive bands per kernel), `curves` (training loss and validation LL by step) (mpnp) |
+//! | severity.csv, samples.csv, image.csv | `severity` (uncertainties and RMSE against severity), `landmark-samples` (latent-uncertainty) |
 
 pub mod bayes;
 pub mod curvature;
@@ -25,6 +27,7 @@ pub mod info;
 pub mod render;
 pub mod sgd;
 pub mod table;
+pub mod uncertainty;
 
 use crate::cli::PlotArgs;
 use anyhow::{anyhow, bail, Result};
@@ -86,6 +89,10 @@ pub fn figures(dir: &Path, o: &Options) -> Result<Vec<Figure>> {
     out.extend(curvature::density(dir)?);
     out.extend(curvature::sharpness(dir)?);
     out.extend(sgd::distance(dir)?);
+    out.extend(uncertainty::mpnp_bands(dir)?);
+    out.extend(uncertainty::mpnp_curves(dir)?);
+    out.extend(uncertainty::severity(dir)?);
+    out.extend(uncertainty::landmark_samples(dir)?);
     out.extend(curves::run_curves(dir)?);
     Ok(out)
 }
