@@ -282,6 +282,68 @@ pub fn auroc(positives: &[f64], negatives: &[f64]) -> f64 {
     (sum - np * (np + 1.0) / 2.0) / (np * nn)
 }
 
+/// Least-squares plane y = c0 + c1·x1 + c2·x2 through the finite points, with R²
+/// (a power law y ∝ a^c1 b^c2 fitted in logs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Plane {
+    pub c0: f64,
+    pub c1: f64,
+    pub c2: f64,
+    pub r2: f64,
+    pub n: usize,
+}
+
+pub fn plane_fit(x1: &[f64], x2: &[f64], y: &[f64]) -> Plane {
+    let pts: Vec<[f64; 3]> = x1
+        .iter()
+        .zip(x2)
+        .zip(y)
+        .map(|((&a, &b), &c)| [a, b, c])
+        .filter(|p| p.iter().all(|v| v.is_finite()))
+        .collect();
+    let n = pts.len();
+    let nan = Plane {
+        c0: f64::NAN,
+        c1: f64::NAN,
+        c2: f64::NAN,
+        r2: f64::NAN,
+        n,
+    };
+    if n < 3 {
+        return nan;
+    }
+    let mean = |i: usize| pts.iter().map(|p| p[i]).sum::<f64>() / n as f64;
+    let m = [mean(0), mean(1), mean(2)];
+    let cov = |i: usize, j: usize| {
+        pts.iter()
+            .map(|p| (p[i] - m[i]) * (p[j] - m[j]))
+            .sum::<f64>()
+    };
+    let (s11, s22, s12, s1y, s2y, syy) = (
+        cov(0, 0),
+        cov(1, 1),
+        cov(0, 1),
+        cov(0, 2),
+        cov(1, 2),
+        cov(2, 2),
+    );
+    let det = s11 * s22 - s12 * s12;
+    // Collinear regressors (one of them constant, or one a multiple of the other).
+    if det.abs() <= 1e-12 * (s11 * s22).max(f64::MIN_POSITIVE) {
+        return nan;
+    }
+    let c1 = (s1y * s22 - s2y * s12) / det;
+    let c2 = (s2y * s11 - s1y * s12) / det;
+    let explained = c1 * s1y + c2 * s2y;
+    Plane {
+        c0: m[2] - c1 * m[0] - c2 * m[1],
+        c1,
+        c2,
+        r2: if syy == 0.0 { 1.0 } else { explained / syy },
+        n,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,5 +431,20 @@ mod tests {
         }
         assert!((auroc(&pos, &neg) - pairs / 12.0).abs() < 1e-12);
         assert_eq!(auroc(&[2.0], &[1.0]), 1.0);
+    }
+
+    #[test]
+    fn plane_fit_recovers_two_exponents() {
+        // y = 0.5 + 1.0·a − 0.25·b exactly, and with a NaN row that is skipped.
+        let a = [0.0, 1.0, 2.0, 0.0, 1.0, 2.0, 5.0];
+        let b = [0.0, 0.0, 0.0, 4.0, 4.0, 8.0, f64::NAN];
+        let y: Vec<f64> = a.iter().zip(&b).map(|(a, b)| 0.5 + a - 0.25 * b).collect();
+        let p = plane_fit(&a, &b, &y);
+        assert!((p.c0 - 0.5).abs() < 1e-12 && (p.c1 - 1.0).abs() < 1e-12);
+        assert!((p.c2 + 0.25).abs() < 1e-12 && (p.r2 - 1.0).abs() < 1e-12 && p.n == 6);
+        // Noise lowers R² below 1; a constant regressor gives no fit.
+        let noisy = plane_fit(&a[..6], &b[..6], &[0.0, 1.0, 0.0, 1.0, 0.0, 1.0]);
+        assert!(noisy.r2 < 0.9);
+        assert!(plane_fit(&a, &[1.0; 7], &y).c1.is_nan());
     }
 }

@@ -7,7 +7,7 @@
 //! | ib.csv | `information_plane`: one panel per estimator, a line per layer, epochs on a colour bar |
 //! | grads.csv | `snr`: gradient mean and std per layer against epoch |
 //! | metrics.csv | `curves` (losses, accuracies or errors by epoch), `mi_estimates` (mi-synthetic), `distance` (train-longer) |
-//! | phase.csv, perceptron.csv | `phase`, `perceptron` (sgd-noise) |
+//! | phase.csv, perceptron.csv, lazy.csv | `phase`, `perceptron`, `lazy` (sgd-noise) |
 //! | hessian.csv, grid.csv | `lambda_max`, `best_lr` (lr-batch) |
 //! | estimators.csv, training.csv | `variance`, `training` (wta-crs); `estimators` (stochastic-neurons) |
 //! | transformer_estimators.csv, transformer_training.csv | `transformer-estimators`, `transformer-training` (wta-crs) |
@@ -75,6 +75,7 @@ pub fn figures(dir: &Path, o: &Options) -> Result<Vec<Figure>> {
     out.extend(info::mi_estimates(dir)?);
     out.extend(sgd::phase(dir)?);
     out.extend(sgd::perceptron(dir)?);
+    out.extend(sgd::lazy(dir)?);
     out.extend(sgd::lambda_max(dir)?);
     out.extend(sgd::best_lr(dir)?);
     out.extend(estimators::wta_variance(dir)?);

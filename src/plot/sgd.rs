@@ -1,4 +1,5 @@
-//! SGD figures: the (α, T) phase diagram and the perceptron's T_c(P) (sgd-noise), λ_max of the
+//! SGD figures: the (α, T) phase diagram, the perceptron's power laws and the lazy MLP's T_c(P)
+//! (sgd-noise), λ_max of the
 //! mini-batch Hessian against B with its fit and the best learning rate against B (lr-batch),
 //! distance from initialisation against updates (train-longer).
 
@@ -95,31 +96,169 @@ pub fn phase(dir: &Path) -> Result<Option<Figure>> {
     Ok(Some(fig))
 }
 
-/// The perceptron: ‖w − w₀‖ and test error against T for each P, and T_c against P with the
-/// fitted power law from summary.csv.
+/// The power-law fits of a summary.csv: rows of `part` and `quantity`, as (χ or "", cells by
+/// column name).
+fn summary_rows<'a>(s: &'a Table, part: &str, quantity: &str) -> Vec<&'a Vec<String>> {
+    let (Ok(cp), Ok(cq)) = (s.col("part"), s.col("quantity")) else {
+        return vec![];
+    };
+    s.rows
+        .iter()
+        .filter(|r| r[cp] == part && r[cq] == quantity)
+        .collect()
+}
+
+/// T_c against P, one series per label with its fitted power law.
+fn tc_series(
+    s: &Table,
+    part: &str,
+    points: &str,
+    fit_name: &str,
+    keep: impl Fn(&[String]) -> Option<String>,
+) -> Result<Vec<Series>> {
+    let (cpp, cv, ce) = (s.col("P")?, s.col("value")?, s.col("exp_P")?);
+    let mut labels: Vec<String> = vec![];
+    for r in summary_rows(s, part, points) {
+        if let Some(l) = keep(r) {
+            if !labels.contains(&l) {
+                labels.push(l);
+            }
+        }
+    }
+    let mut series = vec![];
+    for (i, l) in labels.iter().enumerate() {
+        let pts: Vec<(f64, f64)> = summary_rows(s, part, points)
+            .into_iter()
+            .filter(|r| keep(r).as_ref() == Some(l))
+            .filter_map(|r| Some((Table::num(r, cpp)?, Table::num(r, cv)?)))
+            .filter(|q| q.1 > 0.0)
+            .collect();
+        if pts.is_empty() {
+            continue;
+        }
+        let fit = summary_rows(s, part, fit_name)
+            .into_iter()
+            .find(|r| keep(r).as_ref() == Some(l))
+            .and_then(|r| Some((Table::num(r, cv)?, Table::num(r, ce)?)));
+        let (lo, hi) = (pts[0].0, pts[pts.len() - 1].0);
+        series.push(Series::new(
+            l.clone(),
+            Colour::Palette(i),
+            Mark::Points,
+            pts,
+        ));
+        if let Some((a, b)) = fit {
+            series.push(Series::new(
+                format!("{l}: T_c ∝ P^{b:.2}"),
+                Colour::Palette(i),
+                Mark::Dashed,
+                log_curve(lo, hi.max(lo * 1.01), |p| (a + b * p.ln()).exp()),
+            ));
+        }
+    }
+    Ok(series)
+}
+
+/// The perceptron (sgd-noise part A): ‖Δw‖/T against P per χ (one curve if δ = 1, slope γ),
+/// t*/T against P per χ, and T_c(P) at the fixed ‖Δw‖ level with its fitted power law.
 pub fn perceptron(dir: &Path) -> Result<Option<Figure>> {
     let Some(t) = Table::read_rows(dir, "perceptron.csv")? else {
+        return Ok(None);
+    };
+    let (cc, cp, ct, cd, cs, cf) = (
+        t.col("chi")?,
+        t.col("P")?,
+        t.col("T")?,
+        t.col("dw_norm")?,
+        t.col("t_star")?,
+        t.col("fitted")?,
+    );
+    let mut dw = vec![];
+    let mut ts = vec![];
+    for (i, chi) in t.distinct(cc).iter().enumerate() {
+        let keep = |r: &[String]| r[cc] == *chi && r[cf] == "true";
+        let per_t = |c: usize| -> Vec<(f64, f64)> {
+            t.rows
+                .iter()
+                .filter(|r| keep(r))
+                .filter_map(|r| Some((Table::num(r, cp)?, Table::num(r, c)? / Table::num(r, ct)?)))
+                .collect()
+        };
+        let label = format!("χ = {chi}");
+        dw.push(mean_series(
+            label.clone(),
+            Colour::Palette(i),
+            Mark::LinePoints,
+            &per_t(cd),
+        ));
+        ts.push(mean_series(
+            label,
+            Colour::Palette(i),
+            Mark::LinePoints,
+            &per_t(cs),
+        ));
+    }
+    let mut panels = vec![
+        Panel::fitted(
+            "distance travelled",
+            ("P", Scale::Log),
+            ("‖Δw‖ / T", Scale::Log),
+            dw,
+        ),
+        Panel::fitted(
+            "training time",
+            ("P", Scale::Log),
+            ("t* / T", Scale::Log),
+            ts,
+        ),
+    ];
+    if let Some(s) = Table::read_rows(dir, "summary.csv")? {
+        if s.has("chi") {
+            let cc = s.col("chi")?;
+            let series = tc_series(&s, "perceptron", "T_c", "log T_c vs log P", |r| {
+                Some(format!("χ = {}", r[cc]))
+            })?;
+            if !series.is_empty() {
+                panels.push(Panel::fitted(
+                    "critical temperature (fixed ‖Δw‖)",
+                    ("P", Scale::Log),
+                    ("T_c", Scale::Log),
+                    series,
+                ));
+            }
+        }
+    }
+    Ok(Some(Figure::new(
+        "perceptron",
+        "Perceptron: SGD noise against training-set size (uncensored runs, mean over T and seeds)",
+        panels,
+    )))
+}
+
+/// The lazy MLP (sgd-noise part B): ‖Δw‖/‖w₀‖ and test error against T per P, and T_c(P)
+/// with its fitted power law.
+pub fn lazy(dir: &Path) -> Result<Option<Figure>> {
+    let Some(t) = Table::read_rows(dir, "lazy.csv")? else {
         return Ok(None);
     };
     let (cp, ct, cd, ce) = (
         t.col("P")?,
         t.col("T")?,
-        t.col("dist_from_init")?,
+        t.col("dw_rel")?,
         t.col("test_err")?,
     );
-    let sizes = t.distinct(cp);
-    let mut dist = vec![];
-    let mut err = vec![];
-    for (i, p) in sizes.iter().enumerate() {
+    let (mut dist, mut err) = (vec![], vec![]);
+    for (i, p) in t.distinct(cp).iter().enumerate() {
         let keep = |r: &[String]| r[cp] == *p;
+        let label = format!("P = {p}");
         dist.push(mean_series(
-            format!("P = {p}"),
+            label.clone(),
             Colour::Palette(i),
             Mark::LinePoints,
             &t.xy(ct, cd, keep),
         ));
         err.push(mean_series(
-            format!("P = {p}"),
+            label,
             Colour::Palette(i),
             Mark::LinePoints,
             &t.xy(ct, ce, keep),
@@ -127,58 +266,51 @@ pub fn perceptron(dir: &Path) -> Result<Option<Figure>> {
     }
     let mut panels = vec![
         Panel::fitted(
-            "distance travelled",
-            ("T = η/B", Scale::Log),
-            ("‖w − w₀‖", Scale::Log),
+            "leaving the kernel regime",
+            ("T", Scale::Log),
+            ("‖Δw‖ / ‖w₀‖", Scale::Log),
             dist,
         ),
         Panel::fitted(
             "generalisation",
-            ("T = η/B", Scale::Log),
+            ("T", Scale::Log),
             ("test error", Scale::Linear),
             err,
         ),
     ];
-    let summary = Table::read_rows(dir, "summary.csv")?;
-    if let Some(s) = &summary {
-        let cv = s.col("value_or_intercept")?;
-        let tc: Vec<(f64, f64)> = s
-            .rows
-            .iter()
-            .filter_map(|r| {
-                let p = r[0].strip_prefix("T_c at P=")?.parse().ok()?;
-                Some((p, Table::num(r, cv)?))
-            })
-            .filter(|q: &(f64, f64)| q.1 > 0.0)
-            .collect();
-        if !tc.is_empty() {
-            let mut series = vec![Series::new(
-                "T_c",
-                Colour::Palette(0),
-                Mark::Points,
-                tc.clone(),
-            )];
-            if let Some((a, b)) = fit(Some(s), "log T_c vs log P", "value_or_intercept", "slope") {
-                let lo = tc.iter().map(|q| q.0).fold(f64::INFINITY, f64::min);
-                let hi = tc.iter().map(|q| q.0).fold(0.0, f64::max);
-                series.push(Series::new(
-                    format!("fit T_c ∝ P^{b:.2}"),
-                    Colour::Palette(4),
-                    Mark::Dashed,
-                    log_curve(lo, hi.max(lo * 1.01), |p| (a + b * p.ln()).exp()),
+    if let Some(s) = Table::read_rows(dir, "summary.csv")? {
+        if s.has("part") {
+            let mut series = tc_series(
+                &s,
+                "lazy",
+                "T_c (dw_rel)",
+                "log T_c vs log P (dw_rel)",
+                |_| Some("T_c (‖Δw‖/‖w₀‖ level)".to_string()),
+            )?;
+            let more = tc_series(
+                &s,
+                "lazy",
+                "T_c (test error)",
+                "log T_c vs log P (test error)",
+                |_| Some("T_c (test error leaves plateau)".to_string()),
+            )?;
+            for mut m in more {
+                m.colour = Colour::Palette(4);
+                series.push(m);
+            }
+            if !series.is_empty() {
+                panels.push(Panel::fitted(
+                    "critical temperature",
+                    ("P", Scale::Log),
+                    ("T_c", Scale::Log),
+                    series,
                 ));
             }
-            panels.push(Panel::fitted(
-                "critical temperature",
-                ("P", Scale::Log),
-                ("T_c", Scale::Log),
-                series,
-            ));
         }
     }
     Ok(Some(Figure::new(
-        "perceptron",
-        "Perceptron: SGD noise against training-set size",
+        "lazy",
+        "Lazy MLP (α = 2^15): SGD temperature against training-set size",
         panels,
     )))
 }

@@ -313,3 +313,40 @@ fn out_names_one_file_or_a_folder_and_pdf_is_refused_before_writing() {
     let e = destinations(&[f("a")], tmp.path(), None, Some(Format::Pdf)).unwrap_err();
     assert!(e.to_string().contains("cannot write PDF"), "{e}");
 }
+
+#[test]
+fn sgd_noise_power_law_figures_read_their_csvs_and_fits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut p =
+        String::from("chi,seed,P,alpha_T,T,steps,fitted,t_star,dw_norm,dw_par,dw_perp,test_err\n");
+    for chi in ["0", "1"] {
+        for n in [256, 512] {
+            p += &format!("{chi},0,{n},16,0.0005,100,true,0.1,0.01,0.009,0.001,0.1\n");
+        }
+        // A censored run is left out of the figure.
+        p += &format!("{chi},0,1024,16,0.0005,100,false,0.1,99,0.009,0.001,0.1\n");
+    }
+    write(d, "perceptron.csv", &p);
+    write(d, "summary.csv", "part,quantity,chi,P,value,exp_T,exp_P,r2,n\nperceptron,T_c,0,256,0.01,,,,\nperceptron,T_c,0,512,0.005,,,,\nperceptron,log T_c vs log P,0,,0.5,,-1,1,2\nlazy,T_c (dw_rel),,512,0.01,,,,\nlazy,T_c (dw_rel),,1024,0.004,,,,\nlazy,log T_c vs log P (dw_rel),,,1,,-1.3,1,2\n");
+    write(d, "lazy.csv", "P,seed,alpha,T,steps,fitted,diverged,stuck,dw_norm,dw_rel,test_err,t_star\n512,0,32768,0.01,10,true,false,false,1,0.01,0.1,5\n512,0,32768,0.1,10,true,false,false,1,0.1,0.2,5\n");
+    let fig = sgd::perceptron(d).unwrap().unwrap();
+    assert_eq!(fig.panels.len(), 3);
+    assert_eq!(fig.panels[0].series.len(), 2, "one curve per χ");
+    assert_eq!(
+        fig.panels[0].series[0].points,
+        vec![(256.0, 20.0), (512.0, 20.0)]
+    );
+    // χ = 0: points and the fitted line.
+    assert_eq!(fig.panels[2].series.len(), 2);
+    assert!(fig.panels[2].series[1].label.contains("P^-1.00"));
+    assert_fits(&fig);
+    let fig = sgd::lazy(d).unwrap().unwrap();
+    assert_eq!(fig.panels.len(), 3);
+    assert_eq!(
+        fig.panels[0].series[0].points,
+        vec![(0.01, 0.01), (0.1, 0.1)]
+    );
+    assert!(fig.panels[2].series[1].label.contains("P^-1.30"));
+    assert_fits(&fig);
+}
