@@ -6,11 +6,13 @@ pub mod classifier;
 pub mod estimators;
 pub mod information;
 pub mod sgd;
+pub mod shift;
 
 use bayes::nngp_mixture;
 use estimators::{stochastic_neurons, tpsgd, wta_crs};
 use information::{ib_lossy, ib_tishby, mi_synthetic};
 use sgd::{diffgrad, lr_batch, sgd_noise, train_longer};
+use shift::{dann, simplicity_bias};
 
 use crate::run::checkpoint::Checkpoint;
 use crate::run::{Outcome, RunContext};
@@ -70,6 +72,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("sgd", "SGD noise, batch size and learning rate"),
     ("estimators", "gradient estimators and local learning"),
     ("bayes", "Bayesian neural networks and Gaussian processes"),
+    ("shift", "distribution shift and robustness"),
     ("runner", "runner baselines"),
 ];
 
@@ -86,6 +89,8 @@ pub static REGISTRY: &[Entry] = &[
     wta_crs::ENTRY,
     tpsgd::ENTRY,
     nngp_mixture::ENTRY,
+    dann::ENTRY,
+    simplicity_bias::ENTRY,
 ];
 
 /// One experiment run by `reproduce`: an experiment with one of its built-in configs.

@@ -3,6 +3,7 @@
 
 pub mod local;
 pub mod resnet;
+pub mod reversal;
 pub mod stochastic;
 pub mod wta_crs;
 
@@ -10,6 +11,8 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
+
+pub use reversal::GradientReversal;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -13,6 +13,8 @@
 //! | gating.csv | `gating` (stochastic-neurons) |
 //! | results.csv, depth.csv | `rules`, `depth` (tpsgd) |
 //! | prior_hist.csv, predictions.csv | `prior` (wide-network outputs vs t and Gaussian densities), `predictive` (GP vs t-process bands) (nngp-mixture) |
+//! | boundary.csv, points.csv, metrics.csv | `dann-boundary`, `dann-accuracy` (dann) |
+//! | summary.csv (simplicity-bias) | `sb-auc`: AUC as drawn, S- and S^c-randomised per dataset |
 //! | density.csv, sharpness.csv | `density` (SLQ eigenvalue density), `sharpness` (λ_max and 2/η against step) |
 
 pub mod bayes;
@@ -23,6 +25,7 @@ pub mod figure;
 pub mod info;
 pub mod render;
 pub mod sgd;
+pub mod shift;
 pub mod table;
 
 use crate::cli::PlotArgs;
@@ -80,6 +83,9 @@ pub fn figures(dir: &Path, o: &Options) -> Result<Vec<Figure>> {
     out.extend(estimators::tpsgd(dir)?);
     out.extend(bayes::nngp_prior(dir)?);
     out.extend(bayes::nngp_predictive(dir)?);
+    out.extend(shift::dann_boundary(dir)?);
+    out.extend(shift::dann_accuracy(dir)?);
+    out.extend(shift::sb_auc(dir)?);
     out.extend(curvature::density(dir)?);
     out.extend(curvature::sharpness(dir)?);
     out.extend(sgd::distance(dir)?);
