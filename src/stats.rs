@@ -344,9 +344,43 @@ pub fn plane_fit(x1: &[f64], x2: &[f64], y: &[f64]) -> Plane {
     }
 }
 
+/// Area under the ROC curve of `scores` for the positives `labels`: the probability that a
+/// random positive scores above a random negative, ties counting ½ (Mann–Whitney U with
+/// average ranks; scikit-learn's `roc_auc_score` for binary labels). NaN without both classes.
+pub fn auc(scores: &[f64], labels: &[bool]) -> f64 {
+    let pos: Vec<f64> = scores.iter().zip(labels).filter(|(_, &l)| l).map(|(s, _)| *s).collect();
+    let neg: Vec<f64> = scores.iter().zip(labels).filter(|(_, &l)| !l).map(|(s, _)| *s).collect();
+    auroc(&pos, &neg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auc_equals_the_pairwise_count_with_ties_as_half() {
+        let scores = [0.3, 0.1, 0.7, 0.3, 0.9, 0.3, -1.0, 0.7];
+        let labels = [true, false, true, false, false, true, false, true];
+        let mut brute = 0.0;
+        let mut pairs = 0.0;
+        for (i, &si) in scores.iter().enumerate() {
+            for (j, &sj) in scores.iter().enumerate() {
+                if labels[i] && !labels[j] {
+                    pairs += 1.0;
+                    brute += if si > sj {
+                        1.0
+                    } else if si == sj {
+                        0.5
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+        assert!((auc(&scores, &labels) - brute / pairs).abs() < 1e-12);
+        assert_eq!(auc(&[1.0, 2.0], &[false, true]), 1.0);
+        assert!(auc(&[1.0, 2.0], &[true, true]).is_nan());
+    }
 
     #[test]
     fn fits_a_line_and_reports_r2() {

@@ -63,21 +63,25 @@ pub fn mnist_blend(data_dir: &Path, split_seed: u64) -> Result<Raw> {
         7,
         0,
     ));
-    let blend = |s: Split| {
-        let b = s.len();
-        let tex = augment::colour_textures(b, 28, 28, 4, Device::Cpu);
-        Split {
-            x: augment::colour_blend(&s.x, &tex),
-            y: s.y,
-        }
-    };
-    let test = raw.test.map(blend);
+    let test = raw.test.map(colour_blended);
     Ok(Raw {
-        train: blend(raw.train),
+        train: colour_blended(raw.train),
         test,
         input_shape: vec![3, 28, 28],
         ..raw
     })
+}
+
+/// Grey images [n, 1, h, w] in [0, 1] blended over smooth random colour textures,
+/// |texture − digit| per channel: MNIST-M's construction (Ganin et al. 2016) with generated
+/// textures in place of BSDS500 photo patches. Textures come from the global CPU generator.
+pub fn colour_blended(s: Split) -> Split {
+    let size = s.x.size();
+    let tex = augment::colour_textures(size[0], size[2], size[3], 4, Device::Cpu);
+    Split {
+        x: augment::colour_blend(&s.x, &tex),
+        y: s.y,
+    }
 }
 
 /// CIFAR-10 binary version: five training batches and one test batch.

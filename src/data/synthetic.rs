@@ -19,8 +19,8 @@ fn generated(train: Split, test: Split, n_classes: i64) -> Raw {
     }
 }
 
-/// Rotates 2-D points by `degrees` about `centre`.
-fn rotate(x: &Tensor, degrees: f64, centre: [f64; 2]) -> Tensor {
+/// Rotates 2-D points [n, 2] counter-clockwise by `degrees` about `centre`.
+pub fn rotate(x: &Tensor, degrees: f64, centre: [f64; 2]) -> Tensor {
     if degrees == 0.0 {
         return x.shallow_clone();
     }
@@ -49,6 +49,31 @@ pub fn two_moons(cfg: &DataConfig) -> Raw {
         }
     };
     generated(draw(cfg.n_train), draw(cfg.n_test), 2)
+}
+
+/// scikit-learn's `make_moons(n, noise)` as DANN's official moons code draws it: ⌊n/2⌋ points
+/// of the upper moon (label 0) at evenly spaced angles in [0, π], the rest on the lower moon
+/// (label 1), shuffled, plus N(0, noise²) per coordinate.
+pub fn make_moons(n: i64, noise: f64) -> Split {
+    let (n_out, n_in) = (n / 2, n - n / 2);
+    let angles = |k: i64| Tensor::linspace(0.0, std::f64::consts::PI, k, CPU);
+    let (a, b) = (angles(n_out), angles(n_in));
+    let outer = Tensor::stack(&[a.cos(), a.sin()], 1);
+    let inner = Tensor::stack(&[1.0 - b.cos(), 0.5 - b.sin()], 1);
+    let x = Tensor::cat(&[outer, inner], 0);
+    let y = Tensor::cat(
+        &[
+            Tensor::zeros([n_out], (Kind::Int64, Device::Cpu)),
+            Tensor::ones([n_in], (Kind::Int64, Device::Cpu)),
+        ],
+        0,
+    );
+    let order = Tensor::randperm(n, (Kind::Int64, Device::Cpu));
+    let x = x.index_select(0, &order) + Tensor::randn([n, 2], CPU) * noise;
+    Split {
+        x,
+        y: y.index_select(0, &order),
+    }
 }
 
 /// Isotropic Gaussian clusters around centres drawn uniformly in [-5, 5]^dim.
@@ -117,6 +142,92 @@ pub fn lms(cfg: &DataConfig) -> Result<Raw> {
         }
     };
     Ok(generated(draw(cfg.n_train), draw(cfg.n_test), 2))
+}
+
+/// One coordinate of the simplicity-bias datasets (Shah et al. 2020), drawn independently
+/// given the label as the official generator (`generate_ub_linslab_data_diffmargin_v2`, width
+/// B = 1) draws it. Every coordinate lies in [−1, 1]; gaps between slabs are 2m.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlabCoord {
+    /// x = (2y − 1)(m + (1 − m)u): separable by its sign with margin m.
+    Linear,
+    /// Three slabs of width (2 − 4m)/3: class 0 in the centre, class 1 on both sides.
+    Slab3,
+    /// Five slabs of width w = (2 − 8m)/5: class 1 at ±[(1 + 6m)/5, … + w]; class 0 in the centre
+    /// with probability 3/4, else at ±[(3 + 8m)/5, … + w].
+    Slab5,
+    /// Seven slabs of width w = (2 − 12m)/7: class 1 at ±[w/2 + 2m, … + w] with probability 7/8,
+    /// else at ±[2.5w + 6m, … + w]; class 0 in the centre or at ±[1.5w + 4m, … + w], ½ each.
+    Slab7,
+}
+
+impl SlabCoord {
+    /// The coordinate for labels `y` [n] (int64) with margin `m`.
+    pub fn draw(self, y: &Tensor, m: f64) -> Tensor {
+        let n = y.size()[0];
+        let u = || Tensor::rand([n], CPU);
+        let sign = || Tensor::randint(2, [n], CPU) * 2.0 - 1.0;
+        let pos = y.eq(1);
+        // Uniform in the slab [lo, lo + w] on a random side, or in the centre [−w/2, w/2].
+        let side = |lo: f64, w: f64| sign() * (u() * w + lo);
+        let centre = |w: f64| sign() * u() * (0.5 * w);
+        let with_p = |p: f64| Tensor::rand([n], CPU).lt(p);
+        match self {
+            SlabCoord::Linear => (y.to_kind(Kind::Float) * 2.0 - 1.0) * (u() * (1.0 - m) + m),
+            SlabCoord::Slab3 => {
+                let w = (2.0 - 4.0 * m) / 3.0;
+                side(0.5 * w + 2.0 * m, w).where_self(&pos, &centre(w))
+            }
+            SlabCoord::Slab5 => {
+                let w = (2.0 - 8.0 * m) / 5.0;
+                let neg = centre(w).where_self(&with_p(0.75), &side((3.0 + 8.0 * m) / 5.0, w));
+                side((1.0 + 6.0 * m) / 5.0, w).where_self(&pos, &neg)
+            }
+            SlabCoord::Slab7 => {
+                let w = (2.0 - 12.0 * m) / 7.0;
+                let p = side(0.5 * w + 2.0 * m, w)
+                    .where_self(&with_p(7.0 / 8.0), &side(2.5 * w + 6.0 * m, w));
+                let neg = centre(w).where_self(&with_p(0.5), &side(1.5 * w + 4.0 * m, w));
+                p.where_self(&pos, &neg)
+            }
+        }
+    }
+}
+
+/// A simplicity-bias dataset in its unrotated basis: labels uniform in {0, 1}, coordinate j
+/// drawn by `coords[j]`; then the linear coordinate(s) of a `corrupt_lin` share of the rows
+/// replaced by U(−m, m) (the official `corrupt_lin_margin`: caps linear-only accuracy near
+/// 1 − corrupt_lin/2). Returns x [n, d], y [n].
+pub fn linear_slabs(n: i64, coords: &[SlabCoord], m: f64, corrupt_lin: f64) -> Split {
+    let y = Tensor::randint(2, [n], (Kind::Int64, Device::Cpu));
+    let cols: Vec<Tensor> = coords.iter().map(|c| c.draw(&y, m)).collect();
+    let mut x = Tensor::stack(&cols, 1);
+    let k = (n as f64 * corrupt_lin).round() as i64;
+    if k > 0 {
+        let rows = Tensor::randperm(n, (Kind::Int64, Device::Cpu)).narrow(0, 0, k);
+        for (j, _) in coords
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c == SlabCoord::Linear)
+        {
+            let noise = (Tensor::rand([k], CPU) * 2.0 - 1.0) * m;
+            let col = x
+                .select(1, j as i64)
+                .index_put(&[Some(&rows)], &noise, false);
+            x = x.index_copy(1, &Tensor::from_slice(&[j as i64]), &col.unsqueeze(1));
+        }
+    }
+    Split { x, y }
+}
+
+/// A random orthonormal d×d matrix (Q of the QR decomposition of a Gaussian matrix), the
+/// rotation the simplicity-bias datasets apply as X·W.
+pub fn random_rotation(d: i64) -> Tensor {
+    let (q, _) = Tensor::linalg_qr(
+        &Tensor::randn([d, d], (Kind::Double, Device::Cpu)),
+        "reduced",
+    );
+    q.to_kind(Kind::Float)
 }
 
 /// Teacher–student regression: inputs x ~ N(0, I_d), targets from a fixed random teacher
@@ -307,6 +418,108 @@ mod tests {
                 assert!((r_upper - 1.0).abs().max().double_value(&[]) < 1e-5);
             }
         }
+    }
+
+    #[test]
+    fn make_moons_puts_evenly_spaced_points_on_the_two_half_circles() {
+        let _rng = crate::rng::serial();
+        tch::manual_seed(3);
+        let m = make_moons(151, 0.0);
+        assert_eq!(m.x.size(), vec![151, 2]);
+        let y: Vec<i64> = Vec::try_from(&m.y).unwrap();
+        assert_eq!(y.iter().filter(|&&v| v == 0).count(), 75);
+        // Upper moon on the unit circle about 0, lower moon on the unit circle about (1, 0.5).
+        let centre = Tensor::from_slice(&[1.0f32, 0.5]);
+        let r = (&m.x - m.y.unsqueeze(1).to_kind(Kind::Float) * centre)
+            .square()
+            .sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
+            .sqrt();
+        assert!((r - 1.0).abs().max().double_value(&[]) < 1e-5);
+        // Mean (0.5, 0.25) up to the odd point: the centre rotations turn about.
+        let mean = m.x.mean_dim([0i64].as_slice(), false, Kind::Float);
+        assert!((mean.double_value(&[0]) - 0.5).abs() < 0.01);
+        assert!((mean.double_value(&[1]) - 0.25).abs() < 0.01);
+        let turned = rotate(
+            &Tensor::from_slice(&[1.0f32, 0.0]).view([1, 2]),
+            90.0,
+            [0.0, 0.0],
+        );
+        assert!(
+            (turned - Tensor::from_slice(&[0.0f32, 1.0]).view([1, 2]))
+                .abs()
+                .max()
+                .double_value(&[])
+                < 1e-6
+        );
+    }
+
+    /// The paper's slab intervals and probabilities, checked on 100k samples per class.
+    #[test]
+    fn simplicity_bias_coordinates_have_the_papers_slabs_and_probabilities() {
+        let _rng = crate::rng::serial();
+        tch::manual_seed(11);
+        let n = 100_000;
+        let m = 0.1;
+        // (coordinate, label, [(lo, hi, probability)] over x ≥ 0, mirrored on x < 0).
+        type Slabs = Vec<(f64, f64, f64)>;
+        let cases: [(SlabCoord, i64, Slabs); 6] = [
+            (SlabCoord::Linear, 1, vec![(0.1, 1.0, 1.0)]),
+            (SlabCoord::Slab5, 1, vec![(0.32, 0.56, 1.0)]),
+            (
+                SlabCoord::Slab5,
+                0,
+                vec![(0.0, 0.12, 0.75), (0.76, 1.0, 0.25)],
+            ),
+            (
+                SlabCoord::Slab7,
+                1,
+                vec![(0.2571, 0.3714, 0.875), (0.8857, 1.0, 0.125)],
+            ),
+            (
+                SlabCoord::Slab7,
+                0,
+                vec![(0.0, 0.0571, 0.5), (0.5714, 0.6857, 0.5)],
+            ),
+            (SlabCoord::Slab3, 0, vec![(0.0, (2.0 - 0.4) / 6.0, 1.0)]),
+        ];
+        for (c, label, slabs) in cases {
+            let y = Tensor::full([n], label, (Kind::Int64, Device::Cpu));
+            let x = c.draw(&y, m);
+            let v: Vec<f32> = Vec::try_from(&x).unwrap();
+            let mut inside = 0;
+            for (lo, hi, p) in &slabs {
+                let k = v
+                    .iter()
+                    .filter(|&&t| (t.abs() as f64) >= lo - 1e-4 && (t.abs() as f64) <= hi + 1e-4)
+                    .count();
+                inside += k;
+                let freq = k as f64 / n as f64;
+                assert!(
+                    (freq - p).abs() < 0.006,
+                    "{c:?} y={label} [{lo}, {hi}]: {freq} vs {p}"
+                );
+            }
+            assert_eq!(inside, n as usize, "{c:?} y={label}: every point in a slab");
+            if c != SlabCoord::Linear {
+                // Symmetric about 0: each side holds half.
+                let neg = v.iter().filter(|&&t| t < 0.0).count() as f64 / n as f64;
+                assert!((neg - 0.5).abs() < 0.006, "{c:?}: {neg}");
+            }
+        }
+        // The corrupted share of the linear coordinate falls inside the margin.
+        let d = linear_slabs(20_000, &[SlabCoord::Linear, SlabCoord::Slab7], m, 0.1);
+        let inside =
+            d.x.select(1, 0)
+                .abs()
+                .lt(m)
+                .to_kind(Kind::Float)
+                .mean(Kind::Float);
+        assert!((inside.double_value(&[]) - 0.1).abs() < 1e-6);
+        let r = random_rotation(6);
+        assert!(r
+            .tr()
+            .matmul(&r)
+            .allclose(&Tensor::eye(6, CPU), 1e-5, 1e-5, false));
     }
 
     #[test]

@@ -6,12 +6,14 @@ pub mod classifier;
 pub mod estimators;
 pub mod information;
 pub mod sgd;
+pub mod shift;
 pub mod uncertainty;
 
 use bayes::nngp_mixture;
 use estimators::{stochastic_neurons, tpsgd, wta_crs};
 use information::{ib_lossy, ib_tishby, mi_synthetic};
 use sgd::{diffgrad, lr_batch, sgd_noise, train_longer};
+use shift::{dann, simplicity_bias};
 use uncertainty::{latent_uncertainty, mpnp};
 
 use crate::run::checkpoint::Checkpoint;
@@ -73,6 +75,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("estimators", "gradient estimators and local learning"),
     ("bayes", "Bayesian neural networks and Gaussian processes"),
     ("uncertainty", "uncertainty from stochastic latents"),
+    ("shift", "distribution shift and robustness"),
     ("runner", "runner baselines"),
 ];
 
@@ -91,6 +94,8 @@ pub static REGISTRY: &[Entry] = &[
     nngp_mixture::ENTRY,
     mpnp::ENTRY,
     latent_uncertainty::ENTRY,
+    dann::ENTRY,
+    simplicity_bias::ENTRY,
 ];
 
 /// One experiment run by `reproduce`: an experiment with one of its built-in configs.

@@ -5,6 +5,7 @@ pub mod gaussian;
 pub mod graph;
 pub mod local;
 pub mod resnet;
+pub mod reversal;
 pub mod set_attention;
 pub mod stochastic;
 pub mod transformer;
@@ -14,6 +15,8 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
+
+pub use reversal::GradientReversal;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -96,7 +96,7 @@ impl ScheduleConfig {
                 self.min_factor
                     + (1.0 - self.min_factor) * 0.5 * (1.0 + (std::f64::consts::PI * cur).cos())
             }
-            ScheduleName::Dann => 1.0 / (1.0 + self.alpha * (t / total)).powf(self.beta),
+            ScheduleName::Dann => dann_lr_factor(t / total, self.alpha, self.beta),
         };
         if t < self.warmup_epochs {
             f * (self.warmup_start + (1.0 - self.warmup_start) * t / self.warmup_epochs)
@@ -104,6 +104,19 @@ impl ScheduleConfig {
             f
         }
     }
+}
+
+/// The DANN learning-rate factor μ_p/μ₀ = 1/(1 + α p)^β at training progress p ∈ [0, 1]
+/// (Ganin et al. 2016, §5.2.2: α = 10, β = 0.75).
+pub fn dann_lr_factor(p: f64, alpha: f64, beta: f64) -> f64 {
+    1.0 / (1.0 + alpha * p).powf(beta)
+}
+
+/// The DANN adaptation factor λ_p = 2/(1 + e^(−γ p)) − 1 at training progress p ∈ [0, 1]
+/// (Ganin et al. 2016, §5.2.2: γ = 10): 0 at the start, so the domain classifier's noisy early
+/// signal does not reach the features, rising to nearly 1.
+pub fn dann_lambda(p: f64, gamma: f64) -> f64 {
+    2.0 / (1.0 + (-gamma * p).exp()) - 1.0
 }
 
 #[cfg(test)]
@@ -158,6 +171,16 @@ mod tests {
         };
         assert!((dann.factor(5, 0.0, 10) - 6f64.powf(-0.75)).abs() < 1e-12);
         assert!(dann.factor(5, 0.5, 10) < dann.factor(5, 0.0, 10));
+        // The DANN schedules at p = 0, 0.5, 1 (μ₀ = 0.01, α = γ = 10, β = 0.75).
+        let mu = |p| 0.01 * dann_lr_factor(p, 10.0, 0.75);
+        assert_eq!(mu(0.0), 0.01);
+        assert!((mu(0.5) - 0.01 / 6f64.powf(0.75)).abs() < 1e-15);
+        assert!((mu(0.5) - 0.002_608_474_300).abs() < 1e-11);
+        assert!((mu(1.0) - 0.01 / 11f64.powf(0.75)).abs() < 1e-15);
+        assert!((mu(1.0) - 0.001_655_600_261).abs() < 1e-11);
+        assert_eq!(dann_lambda(0.0, 10.0), 0.0);
+        assert!((dann_lambda(0.5, 10.0) - 0.986_614_298_151).abs() < 1e-11);
+        assert!((dann_lambda(1.0, 10.0) - 0.999_909_204_263).abs() < 1e-11);
         let warm = ScheduleConfig {
             warmup_epochs: 4.0,
             warmup_start: 0.2,

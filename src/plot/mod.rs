@@ -14,6 +14,8 @@
 //! | gating.csv | `gating` (stochastic-neurons) |
 //! | results.csv, depth.csv | `rules`, `depth` (tpsgd) |
 //! | prior_hist.csv, predictions.csv | `prior` (wide-network outputs vs t and Gaussian densities), `predictive` (GP vs t-process bands) (nngp-mixture) |
+//! | boundary.csv, points.csv, metrics.csv | `dann-boundary`, `dann-accuracy` (dann) |
+//! | summary.csv (simplicity-bias) | `sb-auc`: AUC as drawn, S- and S^c-randomised per dataset |
 //! | density.csv, sharpness.csv | `density` (SLQ eigenvalue density), `sharpness` (λ_max and 2/η against step) |
 //! | bands.csv, points.csv, metrics.csv | `bands` (predictive bands per kernel), `curves` (training loss and validation LL by step) (mpnp) |
 //! | severity.csv, samples.csv, image.csv | `severity` (uncertainties and RMSE against severity), `landmark-samples` (latent-uncertainty) |
@@ -26,6 +28,7 @@ pub mod figure;
 pub mod info;
 pub mod render;
 pub mod sgd;
+pub mod shift;
 pub mod table;
 pub mod uncertainty;
 
@@ -87,6 +90,9 @@ pub fn figures(dir: &Path, o: &Options) -> Result<Vec<Figure>> {
     out.extend(estimators::tpsgd(dir)?);
     out.extend(bayes::nngp_prior(dir)?);
     out.extend(bayes::nngp_predictive(dir)?);
+    out.extend(shift::dann_boundary(dir)?);
+    out.extend(shift::dann_accuracy(dir)?);
+    out.extend(shift::sb_auc(dir)?);
     out.extend(curvature::density(dir)?);
     out.extend(curvature::sharpness(dir)?);
     out.extend(sgd::distance(dir)?);

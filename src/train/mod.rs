@@ -8,6 +8,7 @@
 pub mod curvature;
 pub mod distance;
 pub mod hessian;
+pub mod probe;
 pub mod spectrum;
 
 use crate::data::{Dataset, Split};

@@ -1,0 +1,5 @@
+//! Distribution shift and robustness: what a network learns and how it fails when the data
+//! shift (domain-adversarial training, simplicity bias).
+
+pub mod dann;
+pub mod simplicity_bias;

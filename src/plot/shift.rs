@@ -1,0 +1,237 @@
+//! Distribution-shift figures: DANN's decision function on the rotated moons (NN against DANN,
+//! source points by class, target points in grey) and its accuracy curves (source and target
+//! accuracy, domain classifier and linear probe per arm, mean ± std over seeds).
+
+use super::figure::{mean_series, Cell, Colour, ColourBar, Figure, Mark, Panel, Scale, Series};
+use super::table::Table;
+use anyhow::Result;
+use std::path::Path;
+
+/// dann part (a): P(class 1) on a grid for each arm, with the first seed's points.
+pub fn dann_boundary(dir: &Path) -> Result<Option<Figure>> {
+    let (Some(grid), Some(points)) = (
+        Table::read_rows(dir, "boundary.csv")?,
+        Table::read_rows(dir, "points.csv")?,
+    ) else {
+        return Ok(None);
+    };
+    let (ca, cx, cy, cp) = (
+        grid.col("arm")?,
+        grid.col("x")?,
+        grid.col("y")?,
+        grid.col("p_class1")?,
+    );
+    let (pd, px, py, pl) = (
+        points.col("domain")?,
+        points.col("x")?,
+        points.col("y")?,
+        points.col("label")?,
+    );
+    let sorted = |c: usize| {
+        let mut v: Vec<f64> = grid.rows.iter().filter_map(|r| Table::num(r, c)).collect();
+        v.sort_by(f64::total_cmp);
+        v.dedup();
+        v
+    };
+    let (xs, ys) = (sorted(cx), sorted(cy));
+    let half = |v: &[f64]| {
+        if v.len() > 1 {
+            (v[1] - v[0]) / 2.0
+        } else {
+            0.5
+        }
+    };
+    let (hx, hy) = (half(&xs), half(&ys));
+    let point_series = |domain: &str, label: Option<&str>, name: &str, colour: Colour| {
+        let pts = points.xy(px, py, |r| {
+            r[pd] == domain && label.is_none_or(|l| r[pl] == l)
+        });
+        Series::new(name, colour, Mark::Points, pts)
+    };
+    let mut panels = vec![];
+    for arm in grid.distinct(ca) {
+        let cells: Vec<Cell> = grid
+            .rows
+            .iter()
+            .filter(|r| r[ca] == arm)
+            .filter_map(|r| {
+                let (x, y, p) = (Table::num(r, cx)?, Table::num(r, cy)?, Table::num(r, cp)?);
+                Some(Cell {
+                    x: (x - hx, x + hx),
+                    y: (y - hy, y + hy),
+                    value: p,
+                    text: String::new(),
+                })
+            })
+            .collect();
+        let series = vec![
+            point_series("source", Some("0"), "source, class 0", Colour::Palette(1)),
+            point_series("source", Some("1"), "source, class 1", Colour::Palette(3)),
+            point_series("target", None, "target (unlabeled)", Colour::Grey),
+        ];
+        let mut p = Panel::fitted(
+            arm.to_uppercase(),
+            ("x₁", Scale::Linear),
+            ("x₂", Scale::Linear),
+            series,
+        );
+        p.x.range = (xs[0] - hx, xs[xs.len() - 1] + hx);
+        p.y.range = (ys[0] - hy, ys[ys.len() - 1] + hy);
+        p.cells = cells;
+        panels.push(p);
+    }
+    let mut fig = Figure::new(
+        "dann-boundary",
+        "Two moons, target rotated by 35°: label predictions of the NN and of DANN",
+        panels,
+    );
+    fig.colour_bar = Some(ColourBar {
+        label: "P(class 1)".into(),
+        range: (0.0, 1.0),
+        log: false,
+        high_dark: false,
+    });
+    Ok(Some(fig))
+}
+
+/// dann: per part, source (solid) and target (dashed) accuracy by epoch for each arm, and the
+/// domain classifier's accuracy (solid) with the linear probe's (points).
+pub fn dann_accuracy(dir: &Path) -> Result<Option<Figure>> {
+    let Some(t) = Table::read_rows(dir, crate::run::METRICS_CSV)? else {
+        return Ok(None);
+    };
+    let (Ok(cpart), Ok(carm), Ok(cdom)) = (t.col("part"), t.col("arm"), t.col("domain_acc")) else {
+        return Ok(None);
+    };
+    let (ce, cs, ct, cp) = (
+        t.col("epoch")?,
+        t.col("source_acc")?,
+        t.col("target_acc")?,
+        t.col("probe_acc")?,
+    );
+    let mut panels = vec![];
+    for part in t.distinct(cpart) {
+        let (mut acc, mut dom) = (vec![], vec![]);
+        let arms: Vec<String> = t
+            .rows
+            .iter()
+            .filter(|r| r[cpart] == part)
+            .map(|r| r[carm].clone())
+            .fold(vec![], |mut v, a| {
+                if !v.contains(&a) {
+                    v.push(a);
+                }
+                v
+            });
+        for (i, arm) in arms.iter().enumerate() {
+            let keep = |r: &[String]| r[cpart] == part && r[carm] == *arm;
+            let c = Colour::Palette(i);
+            acc.push(mean_series(
+                format!("{arm} source"),
+                c,
+                Mark::Line,
+                &t.xy(ce, cs, keep),
+            ));
+            acc.push(mean_series(
+                format!("{arm} target"),
+                c,
+                Mark::Dashed,
+                &t.xy(ce, ct, keep),
+            ));
+            dom.push(mean_series(
+                format!("{arm} domain classifier"),
+                c,
+                Mark::Line,
+                &t.xy(ce, cdom, keep),
+            ));
+            dom.push(mean_series(
+                format!("{arm} probe"),
+                c,
+                Mark::Points,
+                &t.xy(ce, cp, keep),
+            ));
+        }
+        for (title, series, y) in [
+            (format!("{part}: label accuracy"), acc, "accuracy"),
+            (
+                format!("{part}: domain accuracy"),
+                dom,
+                "source vs target accuracy",
+            ),
+        ] {
+            let mut p = Panel::fitted(title, ("epoch", Scale::Linear), (y, Scale::Linear), series);
+            p.x = p.x.integer();
+            panels.push(p);
+        }
+    }
+    Ok(Some(Figure::new(
+        "dann-accuracy",
+        "DANN against its baseline: label accuracy per domain and domain accuracy",
+        panels,
+    )))
+}
+
+/// simplicity-bias: AUC on the test set as drawn, with S randomised and with S^c randomised,
+/// per dataset (mean ± std over seeds) and for the LMS-5 ensemble.
+pub fn sb_auc(dir: &Path) -> Result<Option<Figure>> {
+    let Some(t) = Table::read_rows(dir, "summary.csv")? else {
+        return Ok(None);
+    };
+    let (Ok(cd), Ok(cm), Ok(cs)) = (t.col("dataset"), t.col("model"), t.col("s_rand_auc")) else {
+        return Ok(None);
+    };
+    let (ct, csc) = (t.col("test_auc")?, t.col("sc_rand_auc")?);
+    let group = |r: &[String]| {
+        if r[cm] == "ensemble" {
+            format!("{} ensemble", r[cd])
+        } else {
+            r[cd].clone()
+        }
+    };
+    let mut cats: Vec<String> = vec![];
+    for r in t.rows.iter().filter(|r| !r[cm].starts_with("ensemble-")) {
+        let g = group(r);
+        if !cats.contains(&g) {
+            cats.push(g);
+        }
+    }
+    let mut series = vec![];
+    for (i, (label, c)) in [
+        ("as drawn", ct),
+        ("S randomised", cs),
+        ("S^c randomised", csc),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let offset = -0.2 + 0.2 * i as f64;
+        let (mut pts, mut err) = (vec![], vec![]);
+        for (k, cat) in cats.iter().enumerate() {
+            let v: Vec<f64> = t
+                .rows
+                .iter()
+                .filter(|r| !r[cm].starts_with("ensemble-") && group(r) == *cat)
+                .filter_map(|r| Table::num(r, c))
+                .collect();
+            if !v.is_empty() {
+                let (m, s) = super::figure::mean_std(&v);
+                pts.push((k as f64 + offset, m));
+                err.push(s);
+            }
+        }
+        series.push(Series::new(label, Colour::Palette(i), Mark::Points, pts).y_errors(&err));
+    }
+    let mut p = Panel::fitted(
+        "",
+        ("", Scale::Linear),
+        ("AUC of L₁ − L₀", Scale::Linear),
+        series,
+    );
+    p.x = super::figure::Axis::categories("dataset", cats);
+    p.y.range = (0.4, 1.05);
+    Ok(Some(Figure::new(
+        "sb-auc",
+        "Simplicity bias: test AUC with the simple coordinate (S) or all the others (S^c) randomised",
+        vec![p],
+    )))
+}
