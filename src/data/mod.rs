@@ -9,6 +9,7 @@ pub mod augment;
 pub mod files;
 pub mod formats;
 pub mod real;
+pub mod spikes;
 pub mod split;
 pub mod synthetic;
 pub mod tishby;

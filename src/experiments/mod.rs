@@ -3,11 +3,13 @@
 pub mod bayes;
 pub mod children;
 pub mod classifier;
+pub mod compression;
 pub mod estimators;
 pub mod information;
 pub mod sgd;
 
 use bayes::nngp_mixture;
+use compression::trp;
 use estimators::{stochastic_neurons, tpsgd, wta_crs};
 use information::{ib_lossy, ib_tishby, mi_synthetic};
 use sgd::{diffgrad, lr_batch, sgd_noise, train_longer};
@@ -70,6 +72,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("sgd", "SGD noise, batch size and learning rate"),
     ("estimators", "gradient estimators and local learning"),
     ("bayes", "Bayesian neural networks and Gaussian processes"),
+    ("compression", "low-rank compression during training"),
     ("runner", "runner baselines"),
 ];
 
@@ -86,6 +89,7 @@ pub static REGISTRY: &[Entry] = &[
     wta_crs::ENTRY,
     tpsgd::ENTRY,
     nngp_mixture::ENTRY,
+    trp::ENTRY,
 ];
 
 /// One experiment run by `reproduce`: an experiment with one of its built-in configs.

@@ -2,7 +2,9 @@
 //! in checkpoints); the same code runs on CPU and CUDA.
 
 pub mod local;
+pub mod lowrank;
 pub mod resnet;
+pub mod spiking;
 pub mod stochastic;
 pub mod wta_crs;
 

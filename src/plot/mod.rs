@@ -13,9 +13,11 @@
 //! | gating.csv | `gating` (stochastic-neurons) |
 //! | results.csv, depth.csv | `rules`, `depth` (tpsgd) |
 //! | prior_hist.csv, predictions.csv | `prior` (wide-network outputs vs t and Gaussian densities), `predictive` (GP vs t-process bands) (nngp-mixture) |
+//! | summary.csv (with param_reduction), ranks.csv | `trp_accuracy` (decomposed accuracy against compression), `trp_ranks` (rank per layer over training) (trp) |
 //! | density.csv, sharpness.csv | `density` (SLQ eigenvalue density), `sharpness` (λ_max and 2/η against step) |
 
 pub mod bayes;
+pub mod compression;
 pub mod curvature;
 pub mod curves;
 pub mod estimators;
@@ -80,6 +82,8 @@ pub fn figures(dir: &Path, o: &Options) -> Result<Vec<Figure>> {
     out.extend(estimators::tpsgd(dir)?);
     out.extend(bayes::nngp_prior(dir)?);
     out.extend(bayes::nngp_predictive(dir)?);
+    out.extend(compression::trp_accuracy(dir)?);
+    out.extend(compression::trp_ranks(dir)?);
     out.extend(curvature::density(dir)?);
     out.extend(curvature::sharpness(dir)?);
     out.extend(sgd::distance(dir)?);
