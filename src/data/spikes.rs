@@ -32,7 +32,7 @@ pub fn bursty(n: i64, bins: i64, channels: i64, p: f64, q: f64, len: f64) -> Res
     for _ in 0..bins {
         let u = Tensor::rand([n, channels], opts);
         // Stay in a burst with probability 1 − 1/L, enter one with probability a.
-        state = state.where_self(&u.lt(1.0 - exit), &u.lt(enter));
+        state = u.lt(1.0 - exit).where_self(&state, &u.lt(enter));
         let fire = Tensor::rand([n, channels], opts).lt(q).logical_and(&state);
         out.push(fire.to_kind(Kind::Float));
     }
