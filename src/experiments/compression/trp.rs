@@ -214,11 +214,11 @@ impl config::Check for Config {
                 bail!("{k} must be in (0, 1], got {e}");
             }
         }
-        if !(self.nuclear_weight >= 0.0) {
+        if self.nuclear_weight.is_nan() || self.nuclear_weight < 0.0 {
             bail!("nuclear_weight must be >= 0");
         }
         let t = &self.train;
-        if t.epochs == 0 || t.batch_size < 1 || !(t.lr > 0.0) || t.momentum < 0.0 {
+        if t.epochs == 0 || t.batch_size < 1 || t.lr.is_nan() || t.lr <= 0.0 || t.momentum < 0.0 {
             bail!("train: epochs and batch_size >= 1, lr > 0, momentum >= 0");
         }
         t.schedule.check()?;
@@ -227,7 +227,7 @@ impl config::Check for Config {
         }
         for (name, n) in &self.nets {
             n.model.check().with_context(|| format!("nets.{name}"))?;
-            if !(n.lr >= 0.0) {
+            if n.lr.is_nan() || n.lr < 0.0 {
                 bail!("nets.{name}.lr must be >= 0 (0 = train.lr)");
             }
             if n.layers.is_empty() {
@@ -408,8 +408,9 @@ fn train_arm(
         for idx in data.train.batches(t.batch_size, true, false) {
             let (x, y) = data.train.take(&idx);
             let x = data.augmented(x);
-            let trp_now = arm.trp() && step % m.max(1) == 0;
-            let nuclear_now = arm == Arm::Nuclear && lam > 0.0 && step % cfg.nuclear_period == 0;
+            let trp_now = arm.trp() && step.is_multiple_of(m.max(1));
+            let nuclear_now =
+                arm == Arm::Nuclear && lam > 0.0 && step.is_multiple_of(cfg.nuclear_period);
             let mut subgradients = vec![];
             if trp_now {
                 let t0 = Instant::now();
