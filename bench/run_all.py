@@ -31,6 +31,7 @@ def benches(bin_, device, data_dir):
         {"name": "classifier-step", "cmd": [py, f"{HERE}/classifier_step.py", "--compare", "--bin", bin_,
                                             "--device", device]},
         {"name": "adam-step", "cmd": [py, f"{HERE}/adam_step.py", "--compare", "--bin", bin_, "--device", device]},
+        {"name": "trp-step", "cmd": [py, f"{HERE}/trp_step.py", "--compare", "--bin", bin_, "--device", device]},
         {"name": "hessian", "cmd": [py, f"{HERE}/hessian_power.py", "--compare", "--bin", bin_, "--device", device]},
         {"name": "curvature", "cmd": [py, f"{HERE}/hessian_top.py", "--bin", bin_, "--device", device],
          "module": ("pyhessian", ["pyhessian==0.1", "--no-deps"])},

@@ -21,8 +21,9 @@ pub fn run(args: &BenchArgs, device: Device, data_dir: &Path) -> Result<String> 
         "ksg" => ksg(args, device),
         "hessian" => hessian(args, device),
         "curvature" => curvature(args, device),
+        "trp-step" => trp_step(args, device),
         other => {
-            bail!("unknown benchmark `{other}`; available: classifier-step, data-epoch, adam-step, ksg, hessian, curvature")
+            bail!("unknown benchmark `{other}`; available: classifier-step, data-epoch, adam-step, ksg, hessian, curvature, trp-step")
         }
     }
 }
@@ -363,6 +364,60 @@ fn classifier_step(args: &BenchArgs, device: Device) -> Result<String> {
         "steps_per_sec": args.steps as f64 / secs,
         "threads": tch::get_num_threads(),
         "loss_checksum": checksum,
+    })
+    .to_string())
+}
+
+/// Seconds for the SVD work of one TRP step on ResNet-20 (`trp`): for each of its 18 block
+/// convs, the spatial (C·H) × (N·W) layout, a thin SVD, the energy-0.9 truncation and the
+/// nuclear subgradient U_k V_kᵀ back in the conv's shape, as `bench/trp_step.py` does with
+/// torch.linalg.svd. `--steps` timed steps after `--warmup`.
+fn trp_step(args: &BenchArgs, device: Device) -> Result<String> {
+    use crate::nn::lowrank::{Reshape, Svd};
+    tch::manual_seed(0);
+    let mut weights = vec![];
+    let mut c_in = 16;
+    for width in [16i64, 32, 64] {
+        for _ in 0..3 {
+            weights.push(Tensor::randn([width, c_in, 3, 3], (Kind::Float, device)) * 0.1);
+            weights.push(Tensor::randn([width, width, 3, 3], (Kind::Float, device)) * 0.1);
+            c_in = width;
+        }
+    }
+    let step = || -> Result<Tensor> {
+        let mut ranks = vec![];
+        for w in &weights {
+            let t = Svd::new(w, Reshape::Spatial)?.truncate(0.9);
+            let _ = (t.low_rank, t.subgradient);
+            ranks.push(t.rank);
+        }
+        Ok(Tensor::stack(&ranks, 0))
+    };
+    for _ in 0..args.warmup {
+        let _ = step()?;
+    }
+    let wait = || {
+        if let Device::Cuda(_) = device {
+            tch::Cuda::synchronize(0);
+        }
+    };
+    wait();
+    let start = Instant::now();
+    let mut last = None;
+    for _ in 0..args.steps {
+        last = Some(step()?);
+    }
+    wait();
+    let secs = start.elapsed().as_secs_f64();
+    let rank_sum = last.map_or(0, |r| r.sum(Kind::Int64).int64_value(&[]));
+    Ok(serde_json::json!({
+        "bench": "trp-step",
+        "impl": "stochlab",
+        "device": crate::device::name(device),
+        "layers": weights.len(),
+        "seconds_per_step": secs / args.steps.max(1) as f64,
+        "rank_sum": rank_sum,
+        "threads": tch::get_num_threads(),
     })
     .to_string())
 }

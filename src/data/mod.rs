@@ -12,6 +12,7 @@ pub mod formats;
 pub mod gp;
 pub mod real;
 pub mod shapes;
+pub mod spikes;
 pub mod split;
 pub mod synthetic;
 pub mod tishby;

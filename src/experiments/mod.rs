@@ -3,6 +3,7 @@
 pub mod bayes;
 pub mod children;
 pub mod classifier;
+pub mod compression;
 pub mod estimators;
 pub mod information;
 pub mod sgd;
@@ -10,6 +11,7 @@ pub mod shift;
 pub mod uncertainty;
 
 use bayes::nngp_mixture;
+use compression::trp;
 use estimators::{stochastic_neurons, tpsgd, wta_crs};
 use information::{ib_lossy, ib_tishby, mi_synthetic};
 use sgd::{diffgrad, lr_batch, sgd_noise, train_longer};
@@ -76,6 +78,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("bayes", "Bayesian neural networks and Gaussian processes"),
     ("uncertainty", "uncertainty from stochastic latents"),
     ("shift", "distribution shift and robustness"),
+    ("compression", "low-rank compression during training"),
     ("runner", "runner baselines"),
 ];
 
@@ -96,6 +99,7 @@ pub static REGISTRY: &[Entry] = &[
     latent_uncertainty::ENTRY,
     dann::ENTRY,
     simplicity_bias::ENTRY,
+    trp::ENTRY,
 ];
 
 /// One experiment run by `reproduce`: an experiment with one of its built-in configs.

@@ -14,6 +14,7 @@ pub mod command;
 pub mod compress;
 pub mod kde;
 pub mod knn;
+pub mod lz;
 pub mod mi;
 
 use serde::{Deserialize, Serialize};

@@ -4,9 +4,11 @@
 pub mod gaussian;
 pub mod graph;
 pub mod local;
+pub mod lowrank;
 pub mod resnet;
 pub mod reversal;
 pub mod set_attention;
+pub mod spiking;
 pub mod stochastic;
 pub mod transformer;
 pub mod wta_crs;

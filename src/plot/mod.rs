@@ -16,11 +16,13 @@
 //! | prior_hist.csv, predictions.csv | `prior` (wide-network outputs vs t and Gaussian densities), `predictive` (GP vs t-process bands) (nngp-mixture) |
 //! | boundary.csv, points.csv, metrics.csv | `dann-boundary`, `dann-accuracy` (dann) |
 //! | summary.csv (simplicity-bias) | `sb-auc`: AUC as drawn, S- and S^c-randomised per dataset |
+//! | summary.csv (with param_reduction), ranks.csv | `trp_accuracy` (decomposed accuracy against compression), `trp_ranks` (rank per layer over training) (trp) |
 //! | density.csv, sharpness.csv | `density` (SLQ eigenvalue density), `sharpness` (λ_max and 2/η against step) |
 //! | bands.csv, points.csv, metrics.csv | `bands` (predictive bands per kernel), `curves` (training loss and validation LL by step) (mpnp) |
 //! | severity.csv, samples.csv, image.csv | `severity` (uncertainties and RMSE against severity), `landmark-samples` (latent-uncertainty) |
 
 pub mod bayes;
+pub mod compression;
 pub mod curvature;
 pub mod curves;
 pub mod estimators;
@@ -93,6 +95,8 @@ pub fn figures(dir: &Path, o: &Options) -> Result<Vec<Figure>> {
     out.extend(shift::dann_boundary(dir)?);
     out.extend(shift::dann_accuracy(dir)?);
     out.extend(shift::sb_auc(dir)?);
+    out.extend(compression::trp_accuracy(dir)?);
+    out.extend(compression::trp_ranks(dir)?);
     out.extend(curvature::density(dir)?);
     out.extend(curvature::sharpness(dir)?);
     out.extend(sgd::distance(dir)?);
