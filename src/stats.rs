@@ -348,8 +348,18 @@ pub fn plane_fit(x1: &[f64], x2: &[f64], y: &[f64]) -> Plane {
 /// random positive scores above a random negative, ties counting ½ (Mann–Whitney U with
 /// average ranks; scikit-learn's `roc_auc_score` for binary labels). NaN without both classes.
 pub fn auc(scores: &[f64], labels: &[bool]) -> f64 {
-    let pos: Vec<f64> = scores.iter().zip(labels).filter(|(_, &l)| l).map(|(s, _)| *s).collect();
-    let neg: Vec<f64> = scores.iter().zip(labels).filter(|(_, &l)| !l).map(|(s, _)| *s).collect();
+    let pos: Vec<f64> = scores
+        .iter()
+        .zip(labels)
+        .filter(|(_, &l)| l)
+        .map(|(s, _)| *s)
+        .collect();
+    let neg: Vec<f64> = scores
+        .iter()
+        .zip(labels)
+        .filter(|(_, &l)| !l)
+        .map(|(s, _)| *s)
+        .collect();
     auroc(&pos, &neg)
 }
 
