@@ -6,12 +6,14 @@ pub mod classifier;
 pub mod estimators;
 pub mod information;
 pub mod sgd;
+pub mod stability;
 pub mod uncertainty;
 
 use bayes::nngp_mixture;
 use estimators::{stochastic_neurons, tpsgd, wta_crs};
 use information::{ib_lossy, ib_tishby, mi_synthetic};
 use sgd::{diffgrad, lr_batch, sgd_noise, train_longer};
+use stability::benign_oscillation;
 use uncertainty::{latent_uncertainty, mpnp};
 
 use crate::run::checkpoint::Checkpoint;
@@ -73,6 +75,10 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("estimators", "gradient estimators and local learning"),
     ("bayes", "Bayesian neural networks and Gaussian processes"),
     ("uncertainty", "uncertainty from stochastic latents"),
+    (
+        "stability",
+        "large learning rates and the edge of stability",
+    ),
     ("runner", "runner baselines"),
 ];
 
@@ -91,6 +97,7 @@ pub static REGISTRY: &[Entry] = &[
     nngp_mixture::ENTRY,
     mpnp::ENTRY,
     latent_uncertainty::ENTRY,
+    benign_oscillation::ENTRY,
 ];
 
 /// One experiment run by `reproduce`: an experiment with one of its built-in configs.

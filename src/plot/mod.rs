@@ -14,6 +14,7 @@
 //! | gating.csv | `gating` (stochastic-neurons) |
 //! | results.csv, depth.csv | `rules`, `depth` (tpsgd) |
 //! | prior_hist.csv, predictions.csv | `prior` (wide-network outputs vs t and Gaussian densities), `predictive` (GP vs t-process bands) (nngp-mixture) |
+//! | final.csv | `benign` (benign-oscillation) |
 //! | density.csv, sharpness.csv | `density` (SLQ eigenvalue density), `sharpness` (λ_max and 2/η against step) |
 //! | bands.csv, points.csv, metrics.csv | `bands` (predictive bands per kernel), `curves` (training loss and validation LL by step) (mpnp) |
 //! | severity.csv, samples.csv, image.csv | `severity` (uncertainties and RMSE against severity), `landmark-samples` (latent-uncertainty) |
@@ -26,6 +27,7 @@ pub mod figure;
 pub mod info;
 pub mod render;
 pub mod sgd;
+pub mod stability;
 pub mod table;
 pub mod uncertainty;
 
@@ -86,6 +88,7 @@ pub fn figures(dir: &Path, o: &Options) -> Result<Vec<Figure>> {
     out.extend(estimators::tpsgd(dir)?);
     out.extend(bayes::nngp_prior(dir)?);
     out.extend(bayes::nngp_predictive(dir)?);
+    out.extend(stability::benign(dir)?);
     out.extend(curvature::density(dir)?);
     out.extend(curvature::sharpness(dir)?);
     out.extend(sgd::distance(dir)?);
