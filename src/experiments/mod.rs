@@ -8,6 +8,7 @@ pub mod estimators;
 pub mod information;
 pub mod sgd;
 pub mod shift;
+pub mod stability;
 pub mod uncertainty;
 
 use bayes::nngp_mixture;
@@ -16,6 +17,7 @@ use estimators::{stochastic_neurons, tpsgd, wta_crs};
 use information::{ib_lossy, ib_tishby, mi_synthetic};
 use sgd::{diffgrad, lr_batch, sgd_noise, train_longer};
 use shift::{dann, simplicity_bias};
+use stability::benign_oscillation;
 use uncertainty::{latent_uncertainty, mpnp};
 
 use crate::run::checkpoint::Checkpoint;
@@ -79,6 +81,10 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("uncertainty", "uncertainty from stochastic latents"),
     ("shift", "distribution shift and robustness"),
     ("compression", "low-rank compression during training"),
+    (
+        "stability",
+        "large learning rates and the edge of stability",
+    ),
     ("runner", "runner baselines"),
 ];
 
@@ -100,6 +106,7 @@ pub static REGISTRY: &[Entry] = &[
     dann::ENTRY,
     simplicity_bias::ENTRY,
     trp::ENTRY,
+    benign_oscillation::ENTRY,
 ];
 
 /// One experiment run by `reproduce`: an experiment with one of its built-in configs.

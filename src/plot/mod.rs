@@ -17,6 +17,7 @@
 //! | boundary.csv, points.csv, metrics.csv | `dann-boundary`, `dann-accuracy` (dann) |
 //! | summary.csv (simplicity-bias) | `sb-auc`: AUC as drawn, S- and S^c-randomised per dataset |
 //! | summary.csv (with param_reduction), ranks.csv | `trp_accuracy` (decomposed accuracy against compression), `trp_ranks` (rank per layer over training) (trp) |
+//! | final.csv | `benign` (benign-oscillation) |
 //! | density.csv, sharpness.csv | `density` (SLQ eigenvalue density), `sharpness` (λ_max and 2/η against step) |
 //! | bands.csv, points.csv, metrics.csv | `bands` (predictive bands per kernel), `curves` (training loss and validation LL by step) (mpnp) |
 //! | severity.csv, samples.csv, image.csv | `severity` (uncertainties and RMSE against severity), `landmark-samples` (latent-uncertainty) |
@@ -31,6 +32,7 @@ pub mod info;
 pub mod render;
 pub mod sgd;
 pub mod shift;
+pub mod stability;
 pub mod table;
 pub mod uncertainty;
 
@@ -97,6 +99,7 @@ pub fn figures(dir: &Path, o: &Options) -> Result<Vec<Figure>> {
     out.extend(shift::sb_auc(dir)?);
     out.extend(compression::trp_accuracy(dir)?);
     out.extend(compression::trp_ranks(dir)?);
+    out.extend(stability::benign(dir)?);
     out.extend(curvature::density(dir)?);
     out.extend(curvature::sharpness(dir)?);
     out.extend(sgd::distance(dir)?);
