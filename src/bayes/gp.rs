@@ -182,11 +182,42 @@ pub fn predictive(
     k_test_diag: &Tensor,
     y: &Tensor,
 ) -> Result<Predictive> {
+    predictive_scored(model, h, k_train, k_cross, k_test_diag, y, false)
+}
+
+/// The official code's scoring of the same posterior (spax `SPR.test_nll` with neural_tangents'
+/// predict): the latent f's predictive variance s²k** − k*ᵀC⁻¹k* without the noise, and for the
+/// t-process the scale factor (2b + yᵀ(K + 10⁻⁶I)⁻¹y)/(2a + n) from the noise-free kernel (its
+/// "TODO: check").
+pub fn predictive_latent_official(
+    model: Model,
+    h: &Hyper,
+    k_train: &Tensor,
+    k_cross: &Tensor,
+    k_test_diag: &Tensor,
+    y: &Tensor,
+) -> Result<Predictive> {
+    predictive_scored(model, h, k_train, k_cross, k_test_diag, y, true)
+}
+
+fn predictive_scored(
+    model: Model,
+    h: &Hyper,
+    k_train: &Tensor,
+    k_cross: &Tensor,
+    k_test_diag: &Tensor,
+    y: &Tensor,
+    latent_official: bool,
+) -> Result<Predictive> {
     let scale = if model == Model::Gp { h.scale } else { 1.0 };
-    let c = k_train * scale
-        + Tensor::eye(k_train.size()[0], (Kind::Double, k_train.device())) * h.noise;
-    let f = Factor::new(&c, y, "the training kernel matrix")?;
-    let (mean, var) = f.predict(&(k_cross * scale), &(k_test_diag * scale + h.noise));
+    let eye = Tensor::eye(k_train.size()[0], (Kind::Double, k_train.device()));
+    let f = Factor::new(
+        &(k_train * scale + &eye * h.noise),
+        y,
+        "the training kernel matrix",
+    )?;
+    let test_noise = if latent_official { 0.0 } else { h.noise };
+    let (mean, var) = f.predict(&(k_cross * scale), &(k_test_diag * scale + test_noise));
     Ok(match model {
         Model::Gp => Predictive {
             mean,
@@ -195,7 +226,18 @@ pub fn predictive(
         },
         Model::Tp => {
             let n = f.n as f64;
-            let factor = (2.0 * h.b + f.quad.double_value(&[])) / (2.0 * h.a + n);
+            let quad = if latent_official {
+                Factor::new(
+                    &(k_train + &eye * 1e-6),
+                    y,
+                    "the noise-free training kernel",
+                )?
+                .quad
+                .double_value(&[])
+            } else {
+                f.quad.double_value(&[])
+            };
+            let factor = (2.0 * h.b + quad) / (2.0 * h.a + n);
             Predictive {
                 mean,
                 scale2: var * factor,

@@ -544,50 +544,8 @@ fn predict_at(
     );
     match scoring {
         Scoring::Observation => gp::predictive(model, h, &kt, &kx, &kdiag, y),
-        Scoring::LatentOfficial => official_predictive(model, h, &kt, &kx, &kdiag, y),
+        Scoring::LatentOfficial => gp::predictive_latent_official(model, h, &kt, &kx, &kdiag, y),
     }
-}
-
-/// The official code's scoring (spax `SPR.test_nll` with neural_tangents' predict): the latent
-/// f's predictive variance s²k** − k*ᵀC⁻¹k* without the noise, and for the t-process the scale
-/// factor (2b + yᵀ(K + 10⁻⁶I)⁻¹y)/(2a + n) from the noise-free kernel (its "TODO: check").
-fn official_predictive(
-    model: Model,
-    h: &Hyper,
-    k_train: &Tensor,
-    k_cross: &Tensor,
-    k_test_diag: &Tensor,
-    y: &Tensor,
-) -> Result<Predictive> {
-    let scale = if model == Model::Gp { h.scale } else { 1.0 };
-    let eye = Tensor::eye(k_train.size()[0], (Kind::Double, k_train.device()));
-    let f = gp::Factor::new(
-        &(k_train * scale + &eye * h.noise),
-        y,
-        "the training kernel matrix",
-    )?;
-    let (mean, var) = f.predict(&(k_cross * scale), &(k_test_diag * scale));
-    Ok(match model {
-        Model::Gp => Predictive {
-            mean,
-            scale2: var,
-            dof: None,
-        },
-        Model::Tp => {
-            let raw = gp::Factor::new(
-                &(k_train + &eye * 1e-6),
-                y,
-                "the noise-free training kernel",
-            )?;
-            let n = f.n as f64;
-            let factor = (2.0 * h.b + raw.quad.double_value(&[])) / (2.0 * h.a + n);
-            Predictive {
-                mean,
-                scale2: var * factor,
-                dof: Some(2.0 * h.a + n),
-            }
-        }
-    })
 }
 
 /// Mean NLL per point in original y units, coverage of the central `level` interval, and its
