@@ -13,7 +13,16 @@ fn run_dirs(results: &Path, exp: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(results.join(exp))
         .map(|r| r.filter_map(|e| e.ok()).map(|e| e.path()).collect())
         .unwrap_or_default();
-    v.sort();
+    // Directory names are `<second>-<random id>`: runs started within one second sort by
+    // their id, so order by the millisecond start stamp in run.json, as `stochlab runs` does.
+    v.sort_by_key(|d| {
+        let start = std::fs::read_to_string(d.join("run.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|j| j["start"].as_str().map(String::from))
+            .unwrap_or_default();
+        (start, d.clone())
+    });
     v
 }
 
