@@ -1,18 +1,7 @@
 //! End-to-end runs of the `bayes` family (synthetic data only).
 
 mod common;
-use common::{bin, csv_maps, json, read, run, text};
-use std::path::{Path, PathBuf};
-
-fn run_dir(results: &Path, exp: &str) -> PathBuf {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(results.join(exp))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .collect();
-    v.sort();
-    v.pop().unwrap()
-}
+use common::{bin, csv_maps, json, latest_run, read, run, text};
 
 fn num(r: &std::collections::BTreeMap<String, String>, k: &str) -> f64 {
     r[k].parse().unwrap_or_else(|_| panic!("{k} = {}", r[k]))
@@ -23,7 +12,7 @@ fn nngp_mixture_runs_end_to_end_at_smoke_size() {
     let tmp = tempfile::tempdir().unwrap();
     let out = run(&["train", "nngp-mixture", "--smoke"], tmp.path());
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let dir = run_dir(tmp.path(), "nngp-mixture");
+    let dir = latest_run(tmp.path(), "nngp-mixture");
     assert_eq!(json(&dir.join("run.json"))["status"], "completed");
 
     let ks = csv_maps(&dir.join("prior_ks.csv"));

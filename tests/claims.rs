@@ -27,12 +27,7 @@ fn smoke_run(results: &Path, extra: &[&str]) -> PathBuf {
     let stdout = ok(&out);
     assert!(stdout.contains("claims of the paper"), "{stdout}");
     assert!(stdout.contains("ib-tishby/output-information"), "{stdout}");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(results.join("ib-tishby"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    dirs.sort();
-    dirs.pop().unwrap()
+    common::latest_run(results, "ib-tishby")
 }
 
 #[test]

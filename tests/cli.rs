@@ -2,34 +2,16 @@
 
 mod common;
 
-use common::{bin, csv_maps, json, read, run, text};
+use common::{bin, csv_maps, json, read, run, run_dirs, text};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 /// The single run directory under results/<exp>/.
-fn run_dirs(results: &Path, exp: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(results.join(exp))
-        .map(|r| r.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    // Directory names are `<second>-<random id>`: runs started within one second sort by
-    // their id, so order by the millisecond start stamp in run.json, as `stochlab runs` does.
-    v.sort_by_key(|d| {
-        let start = std::fs::read_to_string(d.join("run.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|j| j["start"].as_str().map(String::from))
-            .unwrap_or_default();
-        (start, d.clone())
-    });
-    v
-}
 
 fn only_run(results: &Path) -> PathBuf {
-    let dirs = run_dirs(results, "classifier");
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    dirs[0].clone()
+    common::only_run(results, "classifier")
 }
 
 #[test]

@@ -1,17 +1,8 @@
 //! End-to-end tests of the compression family (trp) at smoke size.
 
 mod common;
-use common::{bin, csv_maps, run, text};
-use std::path::{Path, PathBuf};
-
-fn run_dir(results: &Path, exp: &str) -> PathBuf {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(results.join(exp))
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    v.sort();
-    v.pop().unwrap()
-}
+use common::{bin, csv_maps, latest_run, run, text};
+use std::path::Path;
 
 #[test]
 fn trp_smoke_decomposes_every_arm_and_plots() {
@@ -28,7 +19,7 @@ fn trp_smoke_decomposes_every_arm_and_plots() {
         "{}",
         text(&out.stdout)
     );
-    let dir = run_dir(tmp.path(), "trp");
+    let dir = latest_run(tmp.path(), "trp");
     let summary = csv_maps(&dir.join("summary.csv"));
     // Two nets × (baseline, nuclear, trp m=5, trp-nuclear m=5, baseline-truncated m=5).
     assert_eq!(summary.len(), 2 * 5, "{summary:?}");

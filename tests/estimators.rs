@@ -1,17 +1,8 @@
 //! End-to-end tests of the gradient-estimator family (issue 24: wta-crs in the paper's setting).
 
 mod common;
-use common::{bin, csv_maps, run, text};
-use std::path::{Path, PathBuf};
-
-fn only_run(results: &Path, exp: &str) -> PathBuf {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(results.join(exp))
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    assert_eq!(v.len(), 1, "{v:?}");
-    v.pop().unwrap()
-}
+use common::{bin, csv_maps, only_run, run, text};
+use std::path::Path;
 
 fn num(r: &std::collections::BTreeMap<String, String>, c: &str) -> f64 {
     r[c].parse().unwrap_or_else(|_| panic!("{c}: {r:?}"))

@@ -2,8 +2,8 @@
 //! tests/cli.rs).
 
 mod common;
-use common::{csv_maps, json, read, run, text};
-use std::path::{Path, PathBuf};
+use common::{csv_maps, json, only_run, read, run, text};
+use std::path::Path;
 
 fn require_data(set: &str, target: &str) {
     let data = std::env::var("STOCHLAB_DATA").unwrap_or_else(|_| "data".into());
@@ -11,16 +11,6 @@ fn require_data(set: &str, target: &str) {
         Path::new(&data).join(set).exists(),
         "this test needs data/{set}: run `make {target}` (make test does)"
     );
-}
-
-fn only_run(results: &Path, exp: &str) -> PathBuf {
-    let dirs: Vec<PathBuf> = std::fs::read_dir(results.join(exp))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .collect();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    dirs[0].clone()
 }
 
 #[test]

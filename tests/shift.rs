@@ -1,17 +1,8 @@
 //! End-to-end runs of the distribution-shift experiments at smoke size.
 
 mod common;
-use common::{csv_maps, json, read, run, text};
-use std::path::{Path, PathBuf};
-
-fn only_run(results: &Path, exp: &str) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(results.join(exp))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    dirs.pop().unwrap()
-}
+use common::{csv_maps, json, only_run, read, run, text};
+use std::path::Path;
 
 fn require_data(set: &str, target: &str) {
     let data = std::env::var("STOCHLAB_DATA").unwrap_or_else(|_| "data".into());

@@ -1,16 +1,8 @@
 //! End-to-end runs of the `uncertainty` family at smoke size.
 
 mod common;
-use common::{bin, csv_maps, json, run, text};
-use std::path::{Path, PathBuf};
-
-fn only_run(results: &Path, exp: &str) -> PathBuf {
-    let dirs: Vec<PathBuf> = std::fs::read_dir(results.join(exp))
-        .map(|r| r.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    dirs[0].clone()
-}
+use common::{bin, csv_maps, json, only_run, run, text};
+use std::path::Path;
 
 fn plots(dir: &Path, figures: &[&str]) {
     let out = bin().arg("plot").arg(dir).output().unwrap();

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub fn bin() -> Command {
@@ -51,4 +51,36 @@ pub fn maps<R: std::io::Read>(mut r: csv::Reader<R>) -> Vec<BTreeMap<String, Str
                 .collect()
         })
         .collect()
+}
+
+/// An experiment's run directories in the order they started. Directory names are
+/// `<second>-<random id>`, so runs started within one second would sort by their random id:
+/// order by the millisecond start stamp in run.json instead, as `stochlab runs` does.
+pub fn run_dirs(results: &Path, exp: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(results.join(exp))
+        .map(|r| r.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.sort_by_key(|d| {
+        let start = std::fs::read_to_string(d.join("run.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|j| j["start"].as_str().map(String::from))
+            .unwrap_or_default();
+        (start, d.clone())
+    });
+    v
+}
+
+/// The experiment's one run directory (fails if there are none or several).
+pub fn only_run(results: &Path, exp: &str) -> PathBuf {
+    let dirs = run_dirs(results, exp);
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs[0].clone()
+}
+
+/// The experiment's most recently started run directory.
+pub fn latest_run(results: &Path, exp: &str) -> PathBuf {
+    run_dirs(results, exp)
+        .pop()
+        .unwrap_or_else(|| panic!("no {exp} run under {}", results.display()))
 }
