@@ -5,14 +5,11 @@ gradients, optimizer step only. --compare alternates the two in one bench run.
 
 Target (issue 4): stochlab's time per step <= 1.1x Python's.
 """
-import argparse
-import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import alternate, verdict  # noqa: E402
+from common import step_bench, time_steps  # noqa: E402
 
 TARGET = 1 / 1.1  # speed ratio: python_time / stochlab_time >= 1/1.1
 
@@ -37,42 +34,12 @@ def reference(steps, warmup, device):
     for p in params:
         p.grad = torch.randn_like(p)
     opt = torch.optim.Adam(params, lr=1e-3)
-    for _ in range(warmup):
-        opt.step()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        opt.step()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    secs = time.perf_counter() - start
+    secs, _ = time_steps(opt.step, steps, warmup, device)
     return {"bench": "adam-step", "impl": "python", "device": device, "tensors": len(params),
-            "params": sum(p.numel() for p in params), "seconds_per_step": secs / steps,
+            "params": sum(p.numel() for p in params), "seconds_per_step": secs,
             "threads": torch.get_num_threads()}
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=500)
-    p.add_argument("--warmup", type=int, default=50)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--compare", action="store_true")
-    p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--bin", default="target/release/stochlab")
-    args = p.parse_args()
-    if not args.compare:
-        print(json.dumps(reference(args.steps, args.warmup, args.device)))
-        return
-    ours, ref = alternate(
-        [args.bin, "--device", args.device, "bench", "adam-step", "--steps", str(args.steps), "--warmup", str(args.warmup)],
-        [sys.executable, __file__, "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device],
-        args.runs, "seconds_per_step")
-    ratio = verdict(f"adam-step ResNet-20 on {args.device} (seconds/step)", ours, ref,
-                    TARGET if args.device == "cpu" else None, "s", higher_is_better=False)
-    print(json.dumps({"bench": "adam-step", "device": args.device, "stochlab": ours, "python": ref,
-                      "time_ratio_stochlab_over_python": 1 / ratio}))
-
-
 if __name__ == "__main__":
-    main()
+    step_bench("adam-step", __doc__, __file__, reference, "adam-step ResNet-20",
+               lambda device: TARGET if device == "cpu" else None, steps=500, warmup=50)

@@ -6,14 +6,11 @@ truncation and the nuclear subgradient U_k V_k^T back in the conv's shape. stoch
 
 Target (issue 22): stochlab at least as fast as Python (speed ratio >= 1.0).
 """
-import argparse
-import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import alternate, verdict  # noqa: E402
+from common import step_bench, time_steps  # noqa: E402
 
 TARGET = 1.0
 
@@ -51,42 +48,11 @@ def reference(steps, warmup, device):
     import torch
     with torch.no_grad():
         ws = weights(device)
-        for _ in range(warmup):
-            step(ws)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        last = None
-        for _ in range(steps):
-            last = step(ws)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        secs = time.perf_counter() - start
+        secs, last = time_steps(lambda: step(ws), steps, warmup, device)
     return {"bench": "trp-step", "impl": "python", "device": device, "layers": len(ws),
-            "seconds_per_step": secs / steps, "rank_sum": int(last.sum()), "threads": torch.get_num_threads()}
-
-
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--compare", action="store_true")
-    p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--bin", default="target/release/stochlab")
-    args = p.parse_args()
-    if not args.compare:
-        print(json.dumps(reference(args.steps, args.warmup, args.device)))
-        return
-    ours, ref = alternate(
-        [args.bin, "--device", args.device, "bench", "trp-step", "--steps", str(args.steps), "--warmup", str(args.warmup)],
-        [sys.executable, __file__, "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device],
-        args.runs, "seconds_per_step")
-    ratio = verdict(f"trp-step ResNet-20 SVDs on {args.device} (seconds/step)", ours, ref, TARGET, "s",
-                    higher_is_better=False)
-    print(json.dumps({"bench": "trp-step", "device": args.device, "stochlab": ours, "python": ref,
-                      "speed_ratio_stochlab_over_python": ratio}))
+            "seconds_per_step": secs, "rank_sum": int(last.sum()), "threads": torch.get_num_threads()}
 
 
 if __name__ == "__main__":
-    main()
+    step_bench("trp-step", __doc__, __file__, reference, "trp-step ResNet-20 SVDs",
+               lambda device: TARGET, steps=50, warmup=5)
