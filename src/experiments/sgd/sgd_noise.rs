@@ -569,6 +569,34 @@ fn row(part: &str, quantity: &str, cells: [Option<f64>; 7]) -> Vec<String> {
     v
 }
 
+/// The summary row of a fit log y = c0 + c1·log T + c2·log P (exponents in exp_T, exp_P).
+fn plane_row(part: &str, quantity: &str, chi: Option<f64>, f: &crate::stats::Plane) -> Vec<String> {
+    let cells = [
+        chi,
+        None,
+        Some(f.c0),
+        Some(f.c1),
+        Some(f.c2),
+        Some(f.r2),
+        Some(f.n as f64),
+    ];
+    row(part, quantity, cells)
+}
+
+/// The summary row of a power law log y = intercept + slope·log P (the slope in exp_P).
+fn power_row(part: &str, quantity: &str, chi: Option<f64>, f: &crate::stats::Line) -> Vec<String> {
+    let cells = [
+        chi,
+        None,
+        Some(f.intercept),
+        None,
+        Some(f.slope),
+        Some(f.r2),
+        Some(f.n as f64),
+    ];
+    row(part, quantity, cells)
+}
+
 fn part_a(
     cfg: &Perceptron,
     ctx: &mut RunContext,
@@ -633,32 +661,8 @@ fn part_a(
         let dw = plane_fit(&lt, &lp, &ld);
         let ts = plane_fit(&lt, &lp, &ls);
         let c = Some(chi);
-        summary.push(row(
-            "perceptron",
-            "dw fit",
-            [
-                c,
-                None,
-                Some(dw.c0),
-                Some(dw.c1),
-                Some(dw.c2),
-                Some(dw.r2),
-                Some(dw.n as f64),
-            ],
-        ));
-        summary.push(row(
-            "perceptron",
-            "t* fit",
-            [
-                c,
-                None,
-                Some(ts.c0),
-                Some(ts.c1),
-                Some(ts.c2),
-                Some(ts.r2),
-                Some(ts.n as f64),
-            ],
-        ));
+        summary.push(plane_row("perceptron", "dw fit", c, &dw));
+        summary.push(plane_row("perceptron", "t* fit", c, &ts));
         let censored = of.len() - ok.len();
         censored_total += censored;
         summary.push(row(
@@ -688,19 +692,7 @@ fn part_a(
         }
         let (x, y): (Vec<f64>, Vec<f64>) = tc.into_iter().unzip();
         let fit = power_law(&x, &y);
-        summary.push(row(
-            "perceptron",
-            "log T_c vs log P",
-            [
-                c,
-                None,
-                Some(fit.intercept),
-                None,
-                Some(fit.slope),
-                Some(fit.r2),
-                Some(fit.n as f64),
-            ],
-        ));
+        summary.push(power_row("perceptron", "log T_c vs log P", c, &fit));
         head.insert(format!("perceptron_delta_chi{chi}"), json_float(dw.c1));
         head.insert(format!("perceptron_gamma_chi{chi}"), json_float(dw.c2));
         head.insert(
@@ -1165,19 +1157,7 @@ fn part_b(
     ] {
         let (x, y): (Vec<f64>, Vec<f64>) = tc.into_iter().unzip();
         let fit = power_law(&x, &y);
-        summary.push(row(
-            "lazy",
-            name,
-            [
-                None,
-                None,
-                Some(fit.intercept),
-                None,
-                Some(fit.slope),
-                Some(fit.r2),
-                Some(fit.n as f64),
-            ],
-        ));
+        summary.push(power_row("lazy", name, None, &fit));
         head.insert(format!("{key}_slope"), json_float(fit.slope));
         head.insert(format!("{key}_r2"), json_float(fit.r2));
     }
@@ -1186,19 +1166,7 @@ fn part_b(
     let lp: Vec<f64> = ok.iter().map(|q| (q.0 as f64).ln()).collect();
     let ld: Vec<f64> = ok.iter().map(|q| q.3.dw_rel.ln()).collect();
     let fit = plane_fit(&lt, &lp, &ld);
-    summary.push(row(
-        "lazy",
-        "dw_rel fit",
-        [
-            None,
-            None,
-            Some(fit.c0),
-            Some(fit.c1),
-            Some(fit.c2),
-            Some(fit.r2),
-            Some(fit.n as f64),
-        ],
-    ));
+    summary.push(plane_row("lazy", "dw_rel fit", None, &fit));
     summary.push(row(
         "lazy",
         "censored",
