@@ -6,8 +6,9 @@
 //! - Denoising score matching: t ~ U[eps, T], z ~ N(0, I), x_t = mean(x₀, t) + σ_t z;
 //!   - λ(t) = σ_t² (the default, likelihood_weighting=False): ‖s(x_t, t)·σ_t + z‖²;
 //!   - likelihood weighting λ(t) = g(t)²: g(t)²·‖s(x_t, t) + z/σ_t‖²;
-//!   reduced per example by the mean over dimensions (reduce_mean=True, the VP configs) or
-//!   by ½·sum (reduce_mean=False), then averaged over the batch.
+//!
+//!   Each is reduced per example by the mean over dimensions (reduce_mean=True, the VP
+//!   configs) or by ½·sum (reduce_mean=False), then averaged over the batch.
 //! - Parameterisation (the official NCSN++/DDPM++ wrappers): VP and sub-VP predict the noise,
 //!   s = −net(x, c(t))/σ_t; VE scales by σ, s = net(x, c(t))/σ_t; the time input c(t) is t for
 //!   VP/sub-VP and log σ_t for VE (the code's Fourier embedding of log σ).
@@ -29,7 +30,7 @@ impl FourierFeatures {
     pub fn new(p: &nn::Path, half: i64, scale: f64) -> FourierFeatures {
         let mut w = p.zeros_no_train("W", &[half]);
         tch::no_grad(|| {
-            let _ = w.copy_(&(Tensor::randn([half], (Kind::Float, w.device())) * scale));
+            w.copy_(&(Tensor::randn([half], (Kind::Float, w.device())) * scale));
         });
         FourierFeatures { w }
     }

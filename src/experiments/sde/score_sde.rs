@@ -17,6 +17,7 @@
 //! - PC: reverse-diffusion predictor + one Langevin corrector step (snr 0.16) per time, in the
 //!   official order (corrector first), N = NFE/2 steps;
 //! - ODE: the probability-flow ODE with fixed-step RK4, NFE/4 steps.
+//!
 //! All three start from the same prior draws and end with the code's final denoising step
 //! (sampling eps 1e-3 for VP, 1e-5 for VE).
 //!
@@ -265,16 +266,16 @@ impl config::Check for Config {
             bail!("model.hidden widths, model.fourier_features >= 1 and model.fourier_scale > 0");
         }
         let p = &self.sample;
-        if p.nfe < 8 || p.nfe % 4 != 0 {
+        if p.nfe < 8 || !p.nfe.is_multiple_of(4) {
             bail!("sample.nfe must be a multiple of 4 and >= 8 (EM N = nfe, PC N = nfe/2, ODE nfe/4 RK4 steps), got {}", p.nfe);
         }
         if p.n < 2 || p.projections < 1 || p.mode_radius <= 0.0 || p.plot_points < 0 {
             bail!("sample.n >= 2, sample.projections >= 1, sample.mode_radius > 0, sample.plot_points >= 0");
         }
-        if p.mmd_bandwidths.is_empty() || p.mmd_bandwidths.iter().any(|&h| !(h > 0.0)) {
+        if p.mmd_bandwidths.is_empty() || p.mmd_bandwidths.iter().any(|&h| h.is_nan() || h <= 0.0) {
             bail!("sample.mmd_bandwidths must be a non-empty list of positive bandwidths");
         }
-        if !(p.snr > 0.0) {
+        if p.snr.is_nan() || p.snr <= 0.0 {
             bail!("sample.snr must be > 0");
         }
         if self.nll.n < 1 || self.nll.steps < 1 {
@@ -480,7 +481,7 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
         }
         if let Some(e) = &ema {
             tch::no_grad(|| {
-                let _ = opt.params().shallow_clone().copy_(e);
+                opt.params().shallow_clone().copy_(e);
             });
         }
 
