@@ -11,6 +11,7 @@ pub mod files;
 pub mod formats;
 pub mod gp;
 pub mod real;
+pub mod ring;
 pub mod shapes;
 pub mod spikes;
 pub mod split;
