@@ -21,6 +21,7 @@ pub mod plot;
 pub mod rng;
 pub mod run;
 pub mod runs;
+pub mod sde;
 pub mod stats;
 pub mod sweep;
 pub mod train;

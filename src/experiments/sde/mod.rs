@@ -1,0 +1,3 @@
+//! Diffusion models and neural SDEs.
+
+pub mod neural_sde;
