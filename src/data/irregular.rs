@@ -104,7 +104,9 @@ impl Hermite {
                 t.len()
             );
         }
-        if t.windows(2).any(|w| !(w[1] > w[0])) {
+        if t.windows(2)
+            .any(|w| w[1].partial_cmp(&w[0]) != Some(std::cmp::Ordering::Greater))
+        {
             bail!("Hermite: times must be strictly increasing");
         }
         let l = s[1];

@@ -40,7 +40,7 @@ pub fn neural_sde_accuracy(dir: &Path) -> Result<Option<Figure>> {
         ("test accuracy", Scale::Linear),
         series,
     );
-    p.y.range = (p.y.range.0.min(0.3).max(0.0), 1.02);
+    p.y.range = (p.y.range.0.clamp(0.0, 0.3), 1.02);
     Ok(Some(Figure::new(
         "neural-sde",
         "Stable neural SDEs: accuracy against the share of missing observations",

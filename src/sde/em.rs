@@ -83,7 +83,10 @@ pub fn solve(
     if grid.len() < 2 {
         bail!("the Euler–Maruyama grid needs at least two times");
     }
-    if grid.windows(2).any(|w| !(w[1] > w[0])) {
+    if grid
+        .windows(2)
+        .any(|w| w[1].partial_cmp(&w[0]) != Some(std::cmp::Ordering::Greater))
+    {
         bail!("the Euler–Maruyama grid must be strictly increasing");
     }
     if let Noise::Given(xi) = &noise {
@@ -107,7 +110,7 @@ pub fn solve(
             Noise::None => None,
         };
         if let Some(dw) = dw {
-            next = next + sde.diffusion(t, k, z) * dw;
+            next += sde.diffusion(t, k, z) * dw;
         }
         out.push(next);
     }

@@ -40,7 +40,7 @@ pub fn signature(path: &Tensor, depth: usize) -> Result<Vec<Tensor>> {
         for k in (1..=depth).rev() {
             let mut acc = &levels[k - 1] + &ex[k - 1];
             for i in 1..k {
-                acc = acc + outer(&levels[i - 1], &ex[k - i - 1]);
+                acc += outer(&levels[i - 1], &ex[k - i - 1]);
             }
             levels[k - 1] = acc;
         }

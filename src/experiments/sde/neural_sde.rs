@@ -308,7 +308,12 @@ impl config::Check for Config {
         if self.batch_size < 0 || self.batch_size == 1 || !(self.lr >= 0.0 && self.lr.is_finite()) {
             bail!("batch_size must be 0 (official rule) or >= 2, lr 0 (official rule) or positive");
         }
-        if !(self.weight_decay_factor >= 0.0) || self.lr_step == 0 || !(self.lr_gamma > 0.0) {
+        if self.weight_decay_factor.is_nan()
+            || self.weight_decay_factor < 0.0
+            || self.lr_step == 0
+            || self.lr_gamma.is_nan()
+            || self.lr_gamma <= 0.0
+        {
             bail!("weight_decay_factor >= 0, lr_step >= 1 and lr_gamma > 0");
         }
         if self.divergence_loss.is_nan() || self.divergence_loss <= 0.0 || self.eval_batch < 1 {
@@ -327,7 +332,10 @@ impl config::Check for Config {
                 if d.freqs.len() < 2 || d.freqs.len() != d.ou_thetas.len() {
                     bail!("data.freqs and data.ou_thetas give one value per class (>= 2 classes), the same number");
                 }
-                if d.ou_thetas.iter().any(|&t| !(t > 0.0)) || !(d.noise >= 0.0) {
+                if d.ou_thetas.iter().any(|&t| t.is_nan() || t <= 0.0)
+                    || d.noise.is_nan()
+                    || d.noise < 0.0
+                {
                     bail!("data.ou_thetas must be positive and data.noise >= 0");
                 }
             }
@@ -627,6 +635,7 @@ struct Net {
 }
 
 impl Net {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         vs: &nn::VarStore,
         kind: ModelKind,
@@ -785,7 +794,7 @@ impl DiagonalSde for Field<'_> {
         }
         u = n.lin_out.fwd(&u);
         if n.kind.geometric() {
-            u = u * z.tanh();
+            u *= z.tanh();
         }
         u.tanh()
     }
@@ -1407,7 +1416,7 @@ mod tests {
         }
         u = one(&net.lin_out, &u);
         if net.kind.geometric() {
-            u = u * z.tanh();
+            u *= z.tanh();
         }
         u.tanh()
     }
