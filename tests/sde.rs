@@ -1,7 +1,7 @@
-//! End-to-end runs of the sde family (score-sde) at smoke size.
+//! End-to-end runs of the sde family (score-sde, neural-sde) at smoke size.
 
 mod common;
-use common::{csv_maps, json, read, run, text};
+use common::{csv_maps, json, only_run, read, run, text};
 
 #[test]
 fn score_sde_smoke_writes_samplers_nll_summary_claims_and_the_figure() {
@@ -75,4 +75,100 @@ fn score_sde_smoke_writes_samplers_nll_summary_claims_and_the_figure() {
     );
     assert!(!bad.status.success());
     assert!(text(&bad.stderr).contains("multiple of 4"));
+}
+
+#[test]
+fn neural_sde_smoke_writes_per_replica_and_per_rate_results_claims_and_figure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(&["train", "neural-sde", "--smoke", "--plot"], tmp.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = only_run(tmp.path(), "neural-sde");
+    assert_eq!(json(&dir.join("run.json"))["status"], "completed");
+    // Smoke: 3 models × 2 rates × 2 seeds × 2 epochs.
+    assert_eq!(csv_maps(&dir.join("metrics.csv")).len(), 24);
+    let finals = csv_maps(&dir.join("final.csv"));
+    assert_eq!(finals.len(), 12);
+    for r in &finals {
+        let acc: f64 = r["test_acc"].parse().unwrap();
+        assert!((0.0..=1.0).contains(&acc), "{r:?}");
+    }
+    let summary = csv_maps(&dir.join("summary.csv"));
+    assert_eq!(summary.len(), 6);
+    for r in summary.iter().filter(|r| r["rate"] == "0") {
+        assert_eq!(r["drop"], "0", "{r:?}");
+    }
+    let claims = read(&dir.join("claims.csv"));
+    for id in ["lsde-drops-less", "gsde-drops-less", "stable-no-divergence"] {
+        assert!(claims.contains(id), "{claims}");
+    }
+    assert!(dir.join("neural-sde.svg").exists());
+    // A bad model name lists the valid ones; a bad key names the closest.
+    let bad = run(
+        &["train", "neural-sde", "--smoke", "models=[\"lsd\"]"],
+        tmp.path(),
+    );
+    assert!(!bad.status.success());
+    assert!(text(&bad.stderr).contains("lsde"), "{}", text(&bad.stderr));
+    let bad = run(
+        &["train", "neural-sde", "--smoke", "model.hiden=4"],
+        tmp.path(),
+    );
+    assert!(
+        text(&bad.stderr).contains("hidden"),
+        "{}",
+        text(&bad.stderr)
+    );
+}
+
+#[test]
+fn neural_sde_runs_a_ucr_ts_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Two classes of 24 univariate series of length 10: rising and falling ramps.
+    let mut body = String::from("@problemName Ramps\n@timeStamps false\n@univariate true\n@classLabel true up down\n@data\n");
+    for i in 0..24 {
+        let (label, sign) = if i % 2 == 0 {
+            ("up", 1.0)
+        } else {
+            ("down", -1.0)
+        };
+        let v: Vec<String> = (0..10)
+            .map(|k| format!("{}", sign * k as f64 * 0.1 + 0.01 * i as f64))
+            .collect();
+        body.push_str(&format!("{}:{label}\n", v.join(",")));
+    }
+    let path = tmp.path().join("Ramps_TRAIN.ts");
+    std::fs::write(&path, &body).unwrap();
+    let p = path.to_str().unwrap();
+    let out = run(
+        &[
+            "train",
+            "neural-sde",
+            "--smoke",
+            "data.source=\"ts\"",
+            &format!("data.train_file=\"{p}\""),
+            &format!("data.test_file=\"{p}\""),
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = only_run(tmp.path(), "neural-sde");
+    assert_eq!(csv_maps(&dir.join("final.csv")).len(), 12);
+    // A missing file is one clear line naming it.
+    let bad = run(
+        &[
+            "train",
+            "neural-sde",
+            "--smoke",
+            "data.source=\"ts\"",
+            "data.train_file=\"nope.ts\"",
+            "data.test_file=\"nope.ts\"",
+        ],
+        tmp.path(),
+    );
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("nope.ts"),
+        "{}",
+        text(&bad.stderr)
+    );
 }

@@ -10,6 +10,7 @@ pub mod corrupt;
 pub mod files;
 pub mod formats;
 pub mod gp;
+pub mod irregular;
 pub mod real;
 pub mod ring;
 pub mod shapes;
@@ -17,6 +18,7 @@ pub mod spikes;
 pub mod split;
 pub mod synthetic;
 pub mod tishby;
+pub mod uea;
 
 use crate::rng::{self, Stream};
 use anyhow::{bail, Result};

@@ -16,7 +16,7 @@ use bayes::nngp_mixture;
 use compression::trp;
 use estimators::{stochastic_neurons, tpsgd, wta_crs};
 use information::{ib_lossy, ib_tishby, mi_synthetic};
-use sde::score_sde;
+use sde::{neural_sde, score_sde};
 use sgd::{diffgrad, lr_batch, sgd_noise, train_longer};
 use shift::{dann, simplicity_bias};
 use stability::benign_oscillation;
@@ -111,6 +111,7 @@ pub static REGISTRY: &[Entry] = &[
     trp::ENTRY,
     benign_oscillation::ENTRY,
     score_sde::ENTRY,
+    neural_sde::ENTRY,
 ];
 
 /// One experiment run by `reproduce`: an experiment with one of its built-in configs.

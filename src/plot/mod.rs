@@ -19,6 +19,7 @@
 //! | summary.csv (with param_reduction), ranks.csv | `trp_accuracy` (decomposed accuracy against compression), `trp_ranks` (rank per layer over training) (trp) |
 //! | final.csv | `benign` (benign-oscillation) |
 //! | sde_density.csv, sde_samples.csv | `samples` (samples per SDE × sampler over the true log-density) (score-sde) |
+//! | final.csv (with code) | `neural-sde`: test accuracy against the missing rate per model (neural-sde) |
 //! | density.csv, sharpness.csv | `density` (SLQ eigenvalue density), `sharpness` (λ_max and 2/η against step) |
 //! | bands.csv, points.csv, metrics.csv | `bands` (predictive bands per kernel), `curves` (training loss and validation LL by step) (mpnp) |
 //! | severity.csv, samples.csv, image.csv | `severity` (uncertainties and RMSE against severity), `landmark-samples` (latent-uncertainty) |
@@ -103,6 +104,7 @@ pub fn figures(dir: &Path, o: &Options) -> Result<Vec<Figure>> {
     out.extend(compression::trp_ranks(dir)?);
     out.extend(stability::benign(dir)?);
     out.extend(sde::score_sde_samples(dir)?);
+    out.extend(sde::neural_sde_accuracy(dir)?);
     out.extend(curvature::density(dir)?);
     out.extend(curvature::sharpness(dir)?);
     out.extend(sgd::distance(dir)?);

@@ -1,4 +1,5 @@
-//! Diffusion models and neural SDEs: score-based generative models through SDEs and their
-//! samplers and likelihoods.
+//! Diffusion models and neural SDEs: score-based generative models through SDEs (their
+//! samplers and likelihoods) and neural SDEs for irregular time series.
 
+pub mod neural_sde;
 pub mod score_sde;
