@@ -30,6 +30,7 @@ pub mod estimators;
 pub mod figure;
 pub mod info;
 pub mod render;
+pub mod rl;
 pub mod sgd;
 pub mod shift;
 pub mod stability;
@@ -100,6 +101,7 @@ pub fn figures(dir: &Path, o: &Options) -> Result<Vec<Figure>> {
     out.extend(compression::trp_accuracy(dir)?);
     out.extend(compression::trp_ranks(dir)?);
     out.extend(stability::benign(dir)?);
+    out.extend(rl::effective_horizon(dir)?);
     out.extend(curvature::density(dir)?);
     out.extend(curvature::sharpness(dir)?);
     out.extend(sgd::distance(dir)?);
