@@ -33,6 +33,40 @@ pub fn reseed(seed: u64, stream: Stream, a: u64, b: u64) {
     tch::manual_seed(derive(seed, stream, a, b));
 }
 
+/// A small host-side generator for loops that draw one number at a time (tabular RL,
+/// agent-based models): splitmix64 over a counter, seeded through [`derive`], so a stream is a
+/// pure function of (run seed, stream, position).
+#[derive(Debug, Clone)]
+pub struct SplitMix {
+    state: u64,
+}
+
+impl SplitMix {
+    pub fn new(seed: u64) -> SplitMix {
+        SplitMix { state: mix(seed) }
+    }
+
+    /// The generator of one stream position of a run.
+    pub fn stream(seed: u64, stream: Stream, a: u64, b: u64) -> SplitMix {
+        SplitMix::new(derive(seed, stream, a, b) as u64)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        mix(self.state)
+    }
+
+    /// Uniform in [0, 1) with 53 random bits.
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// Uniform in 0..n (n ≥ 1), by Lemire's multiply-shift (bias below 2^-64·n).
+    pub fn below(&mut self, n: usize) -> usize {
+        ((self.next_u64() as u128 * n as u128) >> 64) as usize
+    }
+}
+
 /// libtorch's generators are process-global and unit tests run on parallel threads: tests that
 /// seed and draw hold this lock so they do not interleave.
 #[cfg(test)]
@@ -53,5 +87,25 @@ mod tests {
         assert_ne!(a, derive(1, Stream::Step, 1, 2));
         assert_ne!(a, derive(0, Stream::Shuffle, 1, 2));
         assert!(a >= 0);
+    }
+
+    #[test]
+    fn splitmix_is_uniform_and_repeatable() {
+        let mut r = SplitMix::stream(3, Stream::Step, 1, 0);
+        let mut again = SplitMix::stream(3, Stream::Step, 1, 0);
+        let n = 100_000;
+        let (mut sum, mut counts) = (0.0, [0usize; 4]);
+        for _ in 0..n {
+            let u = r.uniform();
+            assert_eq!(u, again.uniform());
+            assert!((0.0..1.0).contains(&u));
+            sum += u;
+            counts[r.below(4)] += 1;
+            again.below(4);
+        }
+        assert!((sum / n as f64 - 0.5).abs() < 0.005);
+        for c in counts {
+            assert!((c as f64 / n as f64 - 0.25).abs() < 0.01, "{counts:?}");
+        }
     }
 }

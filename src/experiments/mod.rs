@@ -6,6 +6,7 @@ pub mod classifier;
 pub mod compression;
 pub mod estimators;
 pub mod information;
+pub mod rl;
 pub mod sde;
 pub mod sgd;
 pub mod shift;
@@ -16,6 +17,7 @@ use bayes::nngp_mixture;
 use compression::trp;
 use estimators::{stochastic_neurons, tpsgd, wta_crs};
 use information::{ib_lossy, ib_tishby, mi_synthetic};
+use rl::effective_horizon;
 use sde::{neural_sde, score_sde};
 use sgd::{diffgrad, lr_batch, sgd_noise, train_longer};
 use shift::{dann, simplicity_bias};
@@ -88,6 +90,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
         "large learning rates and the edge of stability",
     ),
     ("sde", "diffusion models and neural SDEs"),
+    ("rl", "reinforcement learning and control"),
     ("runner", "runner baselines"),
 ];
 
@@ -112,6 +115,7 @@ pub static REGISTRY: &[Entry] = &[
     benign_oscillation::ENTRY,
     score_sde::ENTRY,
     neural_sde::ENTRY,
+    effective_horizon::ENTRY,
 ];
 
 /// One experiment run by `reproduce`: an experiment with one of its built-in configs.

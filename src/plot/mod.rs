@@ -32,6 +32,7 @@ pub mod estimators;
 pub mod figure;
 pub mod info;
 pub mod render;
+pub mod rl;
 pub mod sde;
 pub mod sgd;
 pub mod shift;
@@ -105,6 +106,7 @@ pub fn figures(dir: &Path, o: &Options) -> Result<Vec<Figure>> {
     out.extend(stability::benign(dir)?);
     out.extend(sde::score_sde_samples(dir)?);
     out.extend(sde::neural_sde_accuracy(dir)?);
+    out.extend(rl::effective_horizon(dir)?);
     out.extend(curvature::density(dir)?);
     out.extend(curvature::sharpness(dir)?);
     out.extend(sgd::distance(dir)?);
