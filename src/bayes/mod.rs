@@ -3,5 +3,6 @@
 //! Gaussian- and Student-t-process regression with hyperparameters fitted on the marginal
 //! likelihood.
 
+pub mod contextual;
 pub mod gp;
 pub mod nngp;

@@ -7,6 +7,7 @@ pub mod compression;
 pub mod estimators;
 pub mod information;
 pub mod rl;
+pub mod science;
 pub mod sde;
 pub mod sgd;
 pub mod shift;
@@ -18,6 +19,7 @@ use compression::trp;
 use estimators::{stochastic_neurons, tpsgd, wta_crs};
 use information::{ib_lossy, ib_tishby, mi_synthetic};
 use rl::effective_horizon;
+use science::pinn_interface;
 use sde::{neural_sde, score_sde};
 use sgd::{diffgrad, lr_batch, sgd_noise, train_longer};
 use shift::{dann, simplicity_bias};
@@ -91,6 +93,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ),
     ("sde", "diffusion models and neural SDEs"),
     ("rl", "reinforcement learning and control"),
+    ("science", "scientific models"),
     ("runner", "runner baselines"),
 ];
 
@@ -116,6 +119,7 @@ pub static REGISTRY: &[Entry] = &[
     score_sde::ENTRY,
     neural_sde::ENTRY,
     effective_horizon::ENTRY,
+    pinn_interface::ENTRY,
 ];
 
 /// One experiment run by `reproduce`: an experiment with one of its built-in configs.

@@ -20,6 +20,7 @@
 //! | final.csv | `benign` (benign-oscillation) |
 //! | sde_density.csv, sde_samples.csv | `samples` (samples per SDE × sampler over the true log-density) (score-sde) |
 //! | final.csv (with code) | `neural-sde`: test accuracy against the missing rate per model (neural-sde) |
+//! | metrics.csv (with cum_regret), test.csv | `pinn-regret`: cumulative regret per strategy, test-context errors (pinn-interface) |
 //! | density.csv, sharpness.csv | `density` (SLQ eigenvalue density), `sharpness` (λ_max and 2/η against step) |
 //! | bands.csv, points.csv, metrics.csv | `bands` (predictive bands per kernel), `curves` (training loss and validation LL by step) (mpnp) |
 //! | severity.csv, samples.csv, image.csv | `severity` (uncertainties and RMSE against severity), `landmark-samples` (latent-uncertainty) |
@@ -33,6 +34,7 @@ pub mod figure;
 pub mod info;
 pub mod render;
 pub mod rl;
+pub mod science;
 pub mod sde;
 pub mod sgd;
 pub mod shift;
@@ -107,6 +109,7 @@ pub fn figures(dir: &Path, o: &Options) -> Result<Vec<Figure>> {
     out.extend(sde::score_sde_samples(dir)?);
     out.extend(sde::neural_sde_accuracy(dir)?);
     out.extend(rl::effective_horizon(dir)?);
+    out.extend(science::pinn_regret(dir)?);
     out.extend(curvature::density(dir)?);
     out.extend(curvature::sharpness(dir)?);
     out.extend(sgd::distance(dir)?);

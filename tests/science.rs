@@ -1,0 +1,76 @@
+//! End-to-end runs of the science family (pinn-interface) at smoke size.
+
+mod common;
+use common::{csv_maps, json, read, run, text};
+
+#[test]
+fn pinn_interface_smoke_writes_the_table_plays_summary_claims_and_figure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(
+        &["train", "pinn-interface", "--smoke", "--plot"],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = std::fs::read_dir(tmp.path().join("pinn-interface"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(json(&dir.join("run.json"))["status"], "completed");
+    // Smoke: 3 play + 1 test contexts × 8 arms (3 terms) × 1 seed.
+    let table = csv_maps(&dir.join("table.csv"));
+    assert_eq!(table.len(), 32);
+    for r in &table {
+        let e: f64 = r["error"].parse().unwrap();
+        assert!(e > 0.0 && e <= 100.0, "{r:?}");
+        let reward: f64 = r["reward"].parse().unwrap();
+        assert!((reward + e.log10()).abs() < 1e-9, "{r:?}");
+    }
+    // 2 repeats × 3 strategies × (3 warm-up + 8 plays).
+    let m = csv_maps(&dir.join("metrics.csv"));
+    assert_eq!(m.len(), 2 * 3 * 11);
+    for r in m.iter().filter(|r| r["strategy"] == "gp-ucb") {
+        let play: usize = r["play"].parse().unwrap();
+        let sd: f64 = r["gp_std"].parse().unwrap_or(f64::NAN);
+        assert_eq!(play > 3, sd.is_finite(), "{r:?}");
+        let regret: f64 = r["regret"].parse().unwrap();
+        assert!(regret >= -1e-12, "{r:?}");
+    }
+    let summary = csv_maps(&dir.join("summary.csv"));
+    let names: Vec<&str> = summary.iter().map(|r| r["strategy"].as_str()).collect();
+    for s in [
+        "gp-ucb",
+        "random",
+        "best-fixed",
+        "best-fixed-test",
+        "oracle",
+    ] {
+        assert!(names.contains(&s), "{names:?}");
+    }
+    assert_eq!(csv_maps(&dir.join("fixed.csv")).len(), 8);
+    let claims = read(&dir.join("claims.csv"));
+    for id in [
+        "regret-below-random",
+        "regret-sublinear",
+        "test-error-vs-best-fixed",
+    ] {
+        assert!(claims.contains(id), "{claims}");
+    }
+    assert!(dir.join("pinn-regret.svg").exists());
+    // Unknown interface terms and keys name the closest valid one.
+    let bad = run(
+        &["train", "pinn-interface", "--smoke", "pinn.terms=[\"flx\"]"],
+        tmp.path(),
+    );
+    assert!(!bad.status.success());
+    let err = text(&bad.stderr);
+    assert!(err.contains("`flx`") && err.contains("flux"), "{err}");
+    let bad = run(
+        &["train", "pinn-interface", "--smoke", "gp.ucb_c=2"],
+        tmp.path(),
+    );
+    assert!(!bad.status.success());
+    let err = text(&bad.stderr);
+    assert!(err.contains("`gp.ucb_c`") && err.contains("ucb"), "{err}");
+}
