@@ -14,6 +14,7 @@ pub mod real;
 pub mod shapes;
 pub mod spikes;
 pub mod split;
+pub mod spmotif;
 pub mod synthetic;
 pub mod tishby;
 

@@ -32,6 +32,7 @@ pub mod info;
 pub mod render;
 pub mod sgd;
 pub mod shift;
+pub mod science;
 pub mod stability;
 pub mod table;
 pub mod uncertainty;
@@ -100,6 +101,7 @@ pub fn figures(dir: &Path, o: &Options) -> Result<Vec<Figure>> {
     out.extend(compression::trp_accuracy(dir)?);
     out.extend(compression::trp_ranks(dir)?);
     out.extend(stability::benign(dir)?);
+    out.extend(science::graph_reweight(dir)?);
     out.extend(curvature::density(dir)?);
     out.extend(curvature::sharpness(dir)?);
     out.extend(sgd::distance(dir)?);
