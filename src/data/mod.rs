@@ -16,6 +16,7 @@ pub mod ring;
 pub mod shapes;
 pub mod spikes;
 pub mod split;
+pub mod spmotif;
 pub mod synthetic;
 pub mod tishby;
 pub mod uea;

@@ -19,6 +19,7 @@ use compression::trp;
 use estimators::{stochastic_neurons, tpsgd, wta_crs};
 use information::{ib_lossy, ib_tishby, mi_synthetic};
 use rl::effective_horizon;
+use science::graph_reweight;
 use science::pinn_interface;
 use sde::{neural_sde, score_sde};
 use sgd::{diffgrad, lr_batch, sgd_noise, train_longer};
@@ -120,6 +121,7 @@ pub static REGISTRY: &[Entry] = &[
     neural_sde::ENTRY,
     effective_horizon::ENTRY,
     pinn_interface::ENTRY,
+    graph_reweight::ENTRY,
 ];
 
 /// One experiment run by `reproduce`: an experiment with one of its built-in configs.

@@ -35,6 +35,7 @@ pub mod info;
 pub mod render;
 pub mod rl;
 pub mod science;
+pub mod science;
 pub mod sde;
 pub mod sgd;
 pub mod shift;
@@ -110,6 +111,7 @@ pub fn figures(dir: &Path, o: &Options) -> Result<Vec<Figure>> {
     out.extend(sde::neural_sde_accuracy(dir)?);
     out.extend(rl::effective_horizon(dir)?);
     out.extend(science::pinn_regret(dir)?);
+    out.extend(science::graph_reweight(dir)?);
     out.extend(curvature::density(dir)?);
     out.extend(curvature::sharpness(dir)?);
     out.extend(sgd::distance(dir)?);
