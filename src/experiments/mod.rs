@@ -11,7 +11,7 @@ pub mod shift;
 pub mod stability;
 pub mod uncertainty;
 
-use bayes::nngp_mixture;
+use bayes::{nngp_mixture, sgmcmc_potential};
 use compression::trp;
 use estimators::{stochastic_neurons, tpsgd, wta_crs};
 use information::{ib_lossy, ib_tishby, mi_synthetic};
@@ -101,6 +101,7 @@ pub static REGISTRY: &[Entry] = &[
     wta_crs::ENTRY,
     tpsgd::ENTRY,
     nngp_mixture::ENTRY,
+    sgmcmc_potential::ENTRY,
     mpnp::ENTRY,
     latent_uncertainty::ENTRY,
     dann::ENTRY,
