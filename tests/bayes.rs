@@ -94,3 +94,82 @@ fn nngp_mixture_refuses_a_missing_csv_and_unknown_datasets() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("syn-x"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn sgmcmc_potential_runs_end_to_end_at_smoke_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(&["train", "sgmcmc-potential", "--smoke"], tmp.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = run_dir(tmp.path(), "sgmcmc-potential");
+    assert_eq!(json(&dir.join("run.json"))["status"], "completed");
+
+    // Smoke: 2 sizes × (2 temperatures × {2 chains, 1 chain} + ensemble) = 10 rows, 1 repeat.
+    let summary = csv_maps(&dir.join("summary.csv"));
+    assert_eq!(summary.len(), 2 * (2 * 2 + 1), "{summary:?}");
+    for r in &summary {
+        for k in ["force_coverage", "obs_coverage"] {
+            assert!((0.0..=1.0).contains(&num(r, k)), "{r:?}");
+        }
+        assert!(
+            num(r, "force_rmse") > 0.0 && num(r, "nll").is_finite(),
+            "{r:?}"
+        );
+        assert!(num(r, "force_width") > 0.0, "{r:?}");
+        if r["method"] == "psgld" {
+            assert!(num(r, "rhat_obs") > 0.9, "{r:?}");
+        } else {
+            assert_eq!(r["rhat_obs"], "", "the ensemble has no chains: {r:?}");
+        }
+    }
+    let per = csv_maps(&dir.join("per_repeat.csv"));
+    assert_eq!(per.len(), summary.len());
+    // 60 pSGLD steps: 20 burn-in, every 5th kept = 8 draws per chain.
+    let two = per
+        .iter()
+        .find(|r| r["method"] == "psgld" && r["chains"] == "2")
+        .unwrap();
+    assert_eq!(two["draws"], "16");
+    // metrics.csv: pSGLD every 10 of 60 steps per (size, T), ensemble every 10 of 30 per size.
+    let m = csv_maps(&dir.join("metrics.csv"));
+    assert_eq!(m.len(), 6 * 2 * 2 + 3 * 2, "{}", m.len());
+    assert!(m.iter().all(|r| num(r, "loss").is_finite()));
+
+    let claims = read(&dir.join("claims.csv"));
+    for id in [
+        "cold-helps-small-data",
+        "one-chain-undercovers",
+        "ensemble-matches-sgmcmc",
+    ] {
+        assert!(claims.contains(id), "{claims}");
+    }
+    let out = bin().arg("plot").arg(&dir).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let len = std::fs::metadata(dir.join("coverage.png")).map_or(0, |m| m.len());
+    assert!(len > 1000, "coverage.png: {len} bytes");
+}
+
+#[test]
+fn sgmcmc_potential_refuses_bad_sampler_settings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(
+        &["train", "sgmcmc-potential", "--smoke", "sampler.thin=100"],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no state is kept"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(
+        &[
+            "train",
+            "sgmcmc-potential",
+            "--smoke",
+            "sampler.method=\"nuts\"",
+        ],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("nuts"), "{}", text(&out.stderr));
+}

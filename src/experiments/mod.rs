@@ -14,13 +14,12 @@ pub mod shift;
 pub mod stability;
 pub mod uncertainty;
 
-use bayes::nngp_mixture;
+use bayes::{nngp_mixture, sgmcmc_potential};
 use compression::trp;
 use estimators::{stochastic_neurons, tpsgd, wta_crs};
 use information::{ib_lossy, ib_tishby, mi_synthetic};
 use rl::effective_horizon;
-use science::graph_reweight;
-use science::pinn_interface;
+use science::{graph_reweight, pinn_interface};
 use sde::{neural_sde, score_sde};
 use sgd::{diffgrad, lr_batch, sgd_noise, train_longer};
 use shift::{dann, simplicity_bias};
@@ -111,6 +110,7 @@ pub static REGISTRY: &[Entry] = &[
     wta_crs::ENTRY,
     tpsgd::ENTRY,
     nngp_mixture::ENTRY,
+    sgmcmc_potential::ENTRY,
     mpnp::ENTRY,
     latent_uncertainty::ENTRY,
     dann::ENTRY,

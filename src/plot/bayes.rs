@@ -1,5 +1,6 @@
 //! Bayesian figures: the prior of random wide networks against the t and Gaussian densities,
-//! and GP vs t-process predictive bands (nngp-mixture).
+//! and GP vs t-process predictive bands (nngp-mixture); coverage, width and error against the
+//! training-set size per method (sgmcmc-potential).
 
 use super::figure::{Colour, Figure, Mark, Panel, Scale, Series};
 use super::table::Table;
@@ -146,6 +147,85 @@ pub fn nngp_predictive(dir: &Path) -> Result<Option<Figure>> {
     )))
 }
 
+/// sgmcmc-potential: per method (pSGLD at each temperature with 1 and several chains, the
+/// ensemble), the coverage of the true forces and of the path observable, and the force RMSE,
+/// against the training-set size; the nominal level as a grey line.
+pub fn sgmcmc_coverage(dir: &Path) -> Result<Option<Figure>> {
+    let Some(t) = Table::read_rows(dir, "summary.csv")? else {
+        return Ok(None);
+    };
+    if !t.has("obs_coverage") || !t.has("label") {
+        return Ok(None);
+    }
+    let (cl, cn) = (t.col("label")?, t.col("size")?);
+    let sizes: Vec<f64> = t.rows.iter().filter_map(|r| Table::num(r, cn)).collect();
+    let (lo, hi) = sizes
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |a, v| {
+            (a.0.min(*v), a.1.max(*v))
+        });
+    let mut panels = vec![];
+    for (col, title, ylabel, yscale, nominal) in [
+        (
+            "force_coverage",
+            "coverage of the true forces",
+            "coverage",
+            Scale::Linear,
+            true,
+        ),
+        (
+            "obs_coverage",
+            "coverage of the path energy profile",
+            "coverage",
+            Scale::Linear,
+            true,
+        ),
+        (
+            "force_rmse",
+            "force RMSE (predictive mean)",
+            "RMSE (kT/length)",
+            Scale::Log,
+            false,
+        ),
+    ] {
+        let cy = t.col(col)?;
+        let mut series: Vec<Series> = t
+            .distinct(cl)
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let mut pts = t.xy(cn, cy, |r| r[cl] == *l);
+                pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let mark = if l.contains("×1") {
+                    Mark::Dashed
+                } else {
+                    Mark::Line
+                };
+                Series::new(l.clone(), Colour::Palette(i), mark, pts)
+            })
+            .collect();
+        if nominal && lo.is_finite() {
+            series.push(Series::new(
+                "nominal 95 %",
+                Colour::Grey,
+                Mark::Dashed,
+                vec![(lo, 0.95), (hi, 0.95)],
+            ));
+        }
+        panels.push(Panel::fitted(
+            title,
+            ("training configurations", Scale::Log),
+            (ylabel, yscale),
+            series,
+        ));
+    }
+    Ok(Some(Figure::new(
+        "coverage",
+        "NN potential on Müller–Brown: pSGLD (1 vs several chains, temperatures) vs deep ensemble",
+        panels,
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +254,25 @@ mod tests {
         // Sorted by x, with the band.
         assert_eq!(f.panels[0].series[0].points, vec![(0.0, 0.2), (1.0, 0.4)]);
         assert_eq!(f.panels[0].series[0].band[0], (0.0, -1.0, 1.5));
+    }
+
+    #[test]
+    fn sgmcmc_coverage_figure_from_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(sgmcmc_coverage(dir.path()).unwrap().is_none());
+        std::fs::write(
+            dir.path().join("summary.csv"),
+            "method,label,temperature,chains,size,force_rmse,force_coverage,obs_coverage\npsgld,pSGLD T=1 ×4,1.0,4,100,0.5,0.9,0.8\npsgld,pSGLD T=1 ×4,1.0,4,20,0.9,0.93,0.7\nensemble,ensemble ×4,,4,20,1.0,0.6,0.5\n",
+        )
+        .unwrap();
+        let f = sgmcmc_coverage(dir.path()).unwrap().unwrap();
+        assert_eq!(f.panels.len(), 3);
+        // Sorted by size; the nominal line on the coverage panels only.
+        assert_eq!(
+            f.panels[0].series[0].points,
+            vec![(20.0, 0.93), (100.0, 0.9)]
+        );
+        assert_eq!(f.panels[0].series.len(), 3);
+        assert_eq!(f.panels[2].series.len(), 2);
     }
 }

@@ -14,6 +14,7 @@
 //! | gating.csv | `gating` (stochastic-neurons) |
 //! | results.csv, depth.csv | `rules`, `depth` (tpsgd) |
 //! | prior_hist.csv, predictions.csv | `prior` (wide-network outputs vs t and Gaussian densities), `predictive` (GP vs t-process bands) (nngp-mixture) |
+//! | summary.csv (with obs_coverage) | `coverage`: force and path-observable coverage and force RMSE against training-set size per method (sgmcmc-potential) |
 //! | boundary.csv, points.csv, metrics.csv | `dann-boundary`, `dann-accuracy` (dann) |
 //! | summary.csv (simplicity-bias) | `sb-auc`: AUC as drawn, S- and S^c-randomised per dataset |
 //! | summary.csv (with param_reduction), ranks.csv | `trp_accuracy` (decomposed accuracy against compression), `trp_ranks` (rank per layer over training) (trp) |
@@ -101,6 +102,7 @@ pub fn figures(dir: &Path, o: &Options) -> Result<Vec<Figure>> {
     out.extend(estimators::tpsgd(dir)?);
     out.extend(bayes::nngp_prior(dir)?);
     out.extend(bayes::nngp_predictive(dir)?);
+    out.extend(bayes::sgmcmc_coverage(dir)?);
     out.extend(shift::dann_boundary(dir)?);
     out.extend(shift::dann_accuracy(dir)?);
     out.extend(shift::sb_auc(dir)?);
