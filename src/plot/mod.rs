@@ -36,7 +36,6 @@ pub mod info;
 pub mod render;
 pub mod rl;
 pub mod science;
-pub mod science;
 pub mod sde;
 pub mod sgd;
 pub mod shift;
