@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod envs;
 pub mod experiments;
 pub mod info;
 pub mod nn;

@@ -6,6 +6,7 @@ pub mod classifier;
 pub mod compression;
 pub mod estimators;
 pub mod information;
+pub mod rl;
 pub mod sgd;
 pub mod shift;
 pub mod stability;
@@ -15,6 +16,7 @@ use bayes::nngp_mixture;
 use compression::trp;
 use estimators::{stochastic_neurons, tpsgd, wta_crs};
 use information::{ib_lossy, ib_tishby, mi_synthetic};
+use rl::neuroevolution;
 use sgd::{diffgrad, lr_batch, sgd_noise, train_longer};
 use shift::{dann, simplicity_bias};
 use stability::benign_oscillation;
@@ -85,6 +87,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
         "stability",
         "large learning rates and the edge of stability",
     ),
+    ("rl", "reinforcement learning and control"),
     ("runner", "runner baselines"),
 ];
 
@@ -107,6 +110,7 @@ pub static REGISTRY: &[Entry] = &[
     simplicity_bias::ENTRY,
     trp::ENTRY,
     benign_oscillation::ENTRY,
+    neuroevolution::ENTRY,
 ];
 
 /// One experiment run by `reproduce`: an experiment with one of its built-in configs.

@@ -18,6 +18,7 @@
 //! | summary.csv (simplicity-bias) | `sb-auc`: AUC as drawn, S- and S^c-randomised per dataset |
 //! | summary.csv (with param_reduction), ranks.csv | `trp_accuracy` (decomposed accuracy against compression), `trp_ranks` (rank per layer over training) (trp) |
 //! | final.csv | `benign` (benign-oscillation) |
+//! | metrics.csv (env, elite_validation), positions.csv | `fitness` (fitness curves per method), `maze-ends` (final maze positions, GA vs GA-NS) (neuroevolution) |
 //! | density.csv, sharpness.csv | `density` (SLQ eigenvalue density), `sharpness` (λ_max and 2/η against step) |
 //! | bands.csv, points.csv, metrics.csv | `bands` (predictive bands per kernel), `curves` (training loss and validation LL by step) (mpnp) |
 //! | severity.csv, samples.csv, image.csv | `severity` (uncertainties and RMSE against severity), `landmark-samples` (latent-uncertainty) |
@@ -30,6 +31,7 @@ pub mod estimators;
 pub mod figure;
 pub mod info;
 pub mod render;
+pub mod rl;
 pub mod sgd;
 pub mod shift;
 pub mod stability;
@@ -100,6 +102,8 @@ pub fn figures(dir: &Path, o: &Options) -> Result<Vec<Figure>> {
     out.extend(compression::trp_accuracy(dir)?);
     out.extend(compression::trp_ranks(dir)?);
     out.extend(stability::benign(dir)?);
+    out.extend(rl::neuro_fitness(dir)?);
+    out.extend(rl::maze_ends(dir)?);
     out.extend(curvature::density(dir)?);
     out.extend(curvature::sharpness(dir)?);
     out.extend(sgd::distance(dir)?);
