@@ -38,9 +38,11 @@
 //!
 //! **Batched evaluation.** Every individual of every (method, seed) group of an environment
 //! is one row of a [B, P] weight tensor on the run's device; a generation is one batched
-//! rollout with one `bmm` per layer per environment step (CartPole is stepped as tensors on
-//! the device too; the maze's geometry steps on the host and exchanges one [B, 11] / [B, 2]
-//! tensor per step), then one batched rollout of every group's validation episodes.
+//! rollout with one `bmm` per layer per environment step, then one batched rollout of every
+//! group's validation episodes. On a GPU the carts of CartPole are tensors on the device too
+//! (no host sync per step); on the CPU they step as plain Rust structs (measured 1.5× faster
+//! there); the maze's geometry always steps on the host and exchanges one [B, 11] / [B, 2]
+//! tensor per step.
 //!
 //! **Environments.** CartPole-v1 (`envs::cartpole`, 500 steps), policy 4-16-16-2 tanh,
 //! argmax action, one fresh initial state per episode (keyed by run seed, generation and
