@@ -58,3 +58,73 @@ fn effective_horizon_smoke_writes_dp_analysis_runs_summary_claims_and_figure() {
     let err = text(&bad.stderr);
     assert!(err.contains("key-door"), "{err}");
 }
+
+#[test]
+fn neuroevolution_smoke_logs_generations_summaries_positions_claims_and_figures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(
+        &["train", "neuroevolution", "--smoke", "--plot"],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = std::fs::read_dir(tmp.path().join("neuroevolution"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(json(&dir.join("run.json"))["status"], "completed");
+    // Smoke: CartPole 3 methods × 2 seeds × 3 generations; maze 2 methods × 2 seeds × 3.
+    let m = csv_maps(&dir.join("metrics.csv"));
+    assert_eq!(m.len(), 3 * 2 * 3 + 2 * 2 * 3);
+    for r in &m {
+        let frames: f64 = r["frames"].parse().unwrap();
+        assert!(frames > 0.0, "{r:?}");
+        if r["env"] == "cartpole" {
+            let v: f64 = r["elite_validation"].parse().unwrap();
+            assert!((1.0..=100.0).contains(&v), "{r:?}");
+        } else {
+            let d: f64 = r["min_distance"].parse().unwrap();
+            assert!((0.0..300.0).contains(&d), "{r:?}");
+        }
+    }
+    let s = csv_maps(&dir.join("summary.csv"));
+    assert_eq!(s.len(), 3 * 2 + 2 * 2);
+    for r in &s {
+        if r["method"] != "es" {
+            assert_eq!(r["replay_exact"], "1", "{r:?}");
+            let ratio: f64 = r["compression"].parse().unwrap();
+            assert!(ratio > 1.0, "{r:?}");
+        }
+    }
+    let p = csv_maps(&dir.join("positions.csv"));
+    assert_eq!(
+        p.iter().filter(|r| r["kind"] == "population").count(),
+        2 * 2 * 20
+    );
+    let claims = read(&dir.join("claims.csv"));
+    for id in [
+        "cartpole-ga-solves",
+        "seed-list-replay-exact",
+        "seed-list-compression",
+        "maze-ga-trapped",
+        "maze-ns-escapes",
+    ] {
+        assert!(claims.contains(id), "{claims}");
+    }
+    assert!(dir.join("fitness.svg").exists());
+    assert!(dir.join("maze-ends.svg").exists());
+    // A bad method is named with the valid ones.
+    let bad = run(
+        &[
+            "train",
+            "neuroevolution",
+            "--smoke",
+            "maze.methods=[\"ns\"]",
+        ],
+        tmp.path(),
+    );
+    assert!(!bad.status.success());
+    let err = text(&bad.stderr);
+    assert!(err.contains("`ns`") && err.contains("\"ga-ns\""), "{err}");
+}

@@ -1,6 +1,12 @@
-//! Environments for the reinforcement-learning family, written in Rust: small tabular
+//! Environments written in Rust for the reinforcement-learning experiments: small tabular
 //! gridworlds with sticky actions and exact dynamic programming for finite-horizon tabular
-//! MDPs (the effective horizon).
+//! MDPs (the effective horizon); CartPole and the hard maze, batched over a population or many
+//! episodes, and the counter-based random streams that let an evolved network be rebuilt from
+//! its seed list (neuroevolution).
 
+pub mod cartpole;
 pub mod gridworld;
+pub mod maze;
+pub mod population;
+pub mod seeds;
 pub mod tabular;

@@ -18,7 +18,7 @@ use bayes::{nngp_mixture, sgmcmc_potential};
 use compression::trp;
 use estimators::{stochastic_neurons, tpsgd, wta_crs};
 use information::{ib_lossy, ib_tishby, mi_synthetic};
-use rl::effective_horizon;
+use rl::{effective_horizon, neuroevolution};
 use science::{graph_reweight, pinn_interface};
 use sde::{neural_sde, score_sde};
 use sgd::{diffgrad, lr_batch, sgd_noise, train_longer};
@@ -122,6 +122,7 @@ pub static REGISTRY: &[Entry] = &[
     effective_horizon::ENTRY,
     pinn_interface::ENTRY,
     graph_reweight::ENTRY,
+    neuroevolution::ENTRY,
 ];
 
 /// One experiment run by `reproduce`: an experiment with one of its built-in configs.

@@ -22,6 +22,7 @@
 //! | sde_density.csv, sde_samples.csv | `samples` (samples per SDE × sampler over the true log-density) (score-sde) |
 //! | final.csv (with code) | `neural-sde`: test accuracy against the missing rate per model (neural-sde) |
 //! | metrics.csv (with cum_regret), test.csv | `pinn-regret`: cumulative regret per strategy, test-context errors (pinn-interface) |
+//! | metrics.csv (env, elite_validation), positions.csv | `fitness` (fitness curves per method), `maze-ends` (final maze positions, GA vs GA-NS) (neuroevolution) |
 //! | density.csv, sharpness.csv | `density` (SLQ eigenvalue density), `sharpness` (λ_max and 2/η against step) |
 //! | bands.csv, points.csv, metrics.csv | `bands` (predictive bands per kernel), `curves` (training loss and validation LL by step) (mpnp) |
 //! | severity.csv, samples.csv, image.csv | `severity` (uncertainties and RMSE against severity), `landmark-samples` (latent-uncertainty) |
@@ -113,6 +114,8 @@ pub fn figures(dir: &Path, o: &Options) -> Result<Vec<Figure>> {
     out.extend(rl::effective_horizon(dir)?);
     out.extend(science::pinn_regret(dir)?);
     out.extend(science::graph_reweight(dir)?);
+    out.extend(rl::neuro_fitness(dir)?);
+    out.extend(rl::maze_ends(dir)?);
     out.extend(curvature::density(dir)?);
     out.extend(curvature::sharpness(dir)?);
     out.extend(sgd::distance(dir)?);

@@ -1,4 +1,6 @@
-//! Reinforcement learning and control: environments written in Rust (`src/envs`), exact
-//! dynamic programming, and learning algorithms compared against it.
+//! Reinforcement learning and control: policies trained by evolution or by value methods on
+//! environments written in Rust (`crate::envs`), with exact dynamic programming to compare
+//! against.
 
 pub mod effective_horizon;
+pub mod neuroevolution;
