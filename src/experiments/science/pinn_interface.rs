@@ -238,7 +238,7 @@ impl config::Check for Config {
         if self.seeds == 0 || self.repeats == 0 || self.nplay == 0 {
             bail!("seeds, repeats and nplay must be >= 1");
         }
-        if self.fd_points < 11 || self.fd_points % 2 == 0 {
+        if self.fd_points < 11 || self.fd_points.is_multiple_of(2) {
             bail!("fd_points must be odd (so x = 0.5 is a node) and >= 11");
         }
         let p = &self.pinn;
@@ -1016,8 +1016,7 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
     let mut rnd_rewards = vec![];
     let mut gp_test = vec![];
     let mut test_out = vec![];
-    for r in 0..cfg.repeats as usize {
-        let seq = &sequences[r];
+    for (r, seq) in sequences.iter().enumerate() {
         let mut history: Vec<Play> = vec![];
         let mut last: Option<Hyper> = None;
         for (t, &(c, k)) in seq.iter().enumerate() {
