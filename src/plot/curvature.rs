@@ -12,6 +12,10 @@ pub fn density(dir: &Path) -> Result<Option<Figure>> {
     let Some(t) = Table::read_rows(dir, crate::train::curvature::DENSITY_CSV)? else {
         return Ok(None);
     };
+    // Another experiment's density.csv (not an eigenvalue density) is not this figure's.
+    if !(t.has("lambda") && t.has("density")) {
+        return Ok(None);
+    }
     let (cl, cd) = (t.col("lambda")?, t.col("density")?);
     let keys: Vec<usize> = ["checkpoint_epoch", "matrix", "batch", "seed"]
         .iter()
