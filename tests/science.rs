@@ -6,7 +6,10 @@ use common::{csv_maps, json, read, run, text};
 #[test]
 fn graph_reweight_smoke_writes_per_model_and_per_arm_results_claims_and_figure() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = run(&["train", "graph-reweight", "--smoke", "--plot"], tmp.path());
+    let out = run(
+        &["train", "graph-reweight", "--smoke", "--plot"],
+        tmp.path(),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let dir = std::fs::read_dir(tmp.path().join("graph-reweight"))
         .unwrap()
@@ -47,5 +50,8 @@ fn graph_reweight_smoke_writes_per_model_and_per_arm_results_claims_and_figure()
     );
     assert!(!bad.status.success());
     let err = text(&bad.stderr);
-    assert!(err.contains("`reweight.lamda`") && err.contains("lambda"), "{err}");
+    assert!(
+        err.contains("`reweight.lamda`") && err.contains("lambda"),
+        "{err}"
+    );
 }

@@ -262,7 +262,8 @@ pub struct Packed {
 
 impl Packed {
     pub fn new(graphs: &[Graph], feats: &[Vec<f32>], device: Device) -> Packed {
-        let (mut x, mut src, mut dst, mut of, mut counts) = (vec![], vec![], vec![], vec![], vec![]);
+        let (mut x, mut src, mut dst, mut of, mut counts) =
+            (vec![], vec![], vec![], vec![], vec![]);
         let mut offset = 0i64;
         for (k, g) in graphs.iter().enumerate() {
             x.extend_from_slice(&feats[k]);
@@ -357,18 +358,27 @@ mod tests {
         let u = split(3000, None, Size::Large, 12).unwrap();
         for base in 0..CLASSES {
             let f = u.iter().filter(|x| x.base == base).count() as f64 / 9000.0;
-            assert!((f - 1.0 / 3.0).abs() < 4.0 * (2.0f64 / 9.0 / 9000.0).sqrt(), "{f}");
+            assert!(
+                (f - 1.0 / 3.0).abs() < 4.0 * (2.0f64 / 9.0 / 9000.0).sqrt(),
+                "{f}"
+            );
         }
         // The motif is attached by one edge: edges = base + motif + 1; sizes in range.
         for x in g.iter().take(200).chain(u.iter().take(200)) {
             assert_eq!(
-                x.edges.iter().filter(|e| (e.0 >= x.nodes - 5) != (e.1 >= x.nodes - 5)).count(),
+                x.edges
+                    .iter()
+                    .filter(|e| (e.0 >= x.nodes - 5) != (e.1 >= x.nodes - 5))
+                    .count(),
                 1
             );
         }
         let (small, _) = mean_size(&g);
         let (large, _) = mean_size(&u);
-        assert!(small > 15.0 && small < 25.0 && large > 60.0, "{small} {large}");
+        assert!(
+            small > 15.0 && small < 25.0 && large > 60.0,
+            "{small} {large}"
+        );
         assert!(split(1, Some(1.5), Size::Small, 0).is_err());
     }
 
@@ -379,7 +389,10 @@ mod tests {
         let d = Dense::new(&g, &f, 1, Device::Cpu);
         let p = Packed::new(&g, &f, Device::Cpu);
         let edges: usize = g.iter().map(|x| x.edges.len()).sum();
-        assert_eq!(d.adj.sum(Kind::Double).double_value(&[]) as usize, 2 * edges);
+        assert_eq!(
+            d.adj.sum(Kind::Double).double_value(&[]) as usize,
+            2 * edges
+        );
         assert_eq!(p.src.size()[0] as usize, 2 * edges);
         let nodes: usize = g.iter().map(|x| x.nodes).sum();
         assert_eq!(d.mask.sum(Kind::Double).double_value(&[]) as usize, nodes);

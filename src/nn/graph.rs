@@ -121,7 +121,11 @@ impl Gin {
         };
         let layers = (0..layers)
             .map(|l| {
-                let [w1, b1] = lin(&format!("gin{l}_a"), if l == 0 { input } else { hidden }, hidden);
+                let [w1, b1] = lin(
+                    &format!("gin{l}_a"),
+                    if l == 0 { input } else { hidden },
+                    hidden,
+                );
                 let [w2, b2] = lin(&format!("gin{l}_b"), hidden, hidden);
                 [w1, b1, w2, b2]
             })
@@ -149,7 +153,9 @@ impl Gin {
             GraphBatch::Dense { adj, .. } => {
                 let a = adj.size();
                 let hv = h.reshape([s[0], s[1], a[1], a[2], s[3]]);
-                adj.unsqueeze(1).matmul(&hv).reshape([s[0], s[1], s[2], s[3]])
+                adj.unsqueeze(1)
+                    .matmul(&hv)
+                    .reshape([s[0], s[1], s[2], s[3]])
             }
             GraphBatch::Packed { src, dst, .. } => {
                 h.zeros_like().index_add(2, dst, &h.index_select(2, src))
@@ -169,7 +175,10 @@ impl Gin {
             }
             GraphBatch::Packed { x, .. } => {
                 let s = x.size();
-                (x.view([1, 1, s[0], s[1]]).expand([1, q, s[0], s[1]], false), None)
+                (
+                    x.view([1, 1, s[0], s[1]]).expand([1, q, s[0], s[1]], false),
+                    None,
+                )
             }
         };
         for [w1, b1, w2, b2] in &self.layers {
@@ -177,16 +186,18 @@ impl Gin {
             let u = Self::affine(&u, w1, b1).relu();
             h = Self::affine(&u, w2, b2).relu();
             if let Some(m) = &mask {
-                h = h * m;
+                h *= m;
             }
         }
         let hs = h.size();
         let z = match batch {
             GraphBatch::Dense { adj, mask, .. } => {
                 let a = adj.size();
-                let sum = h
-                    .view([hs[0], hs[1], a[1], a[2], hs[3]])
-                    .sum_dim_intlist([3i64].as_slice(), false, h.kind());
+                let sum = h.view([hs[0], hs[1], a[1], a[2], hs[3]]).sum_dim_intlist(
+                    [3i64].as_slice(),
+                    false,
+                    h.kind(),
+                );
                 match self.pool {
                     Pool::Sum => sum,
                     Pool::Mean => {
@@ -289,7 +300,10 @@ mod tests {
         });
         // Model 0: h = (2, 3, 2) → mean 7/3. Model 1: h = (1, 3, 1) → mean 5/3.
         let z = Vec::<f32>::try_from(dense.z.flatten(0, -1)).unwrap();
-        assert!((z[0] - 7.0 / 3.0).abs() < 1e-6 && (z[1] - 5.0 / 3.0).abs() < 1e-6, "{z:?}");
+        assert!(
+            (z[0] - 7.0 / 3.0).abs() < 1e-6 && (z[1] - 5.0 / 3.0).abs() < 1e-6,
+            "{z:?}"
+        );
         assert!(dense.logits.allclose(&dense.z, 1e-6, 1e-6, false));
         let (src, dst) = (
             Tensor::from_slice(&[0i64, 1, 1, 2]),

@@ -31,7 +31,12 @@ pub fn graph_reweight(dir: &Path) -> Result<Option<Figure>> {
             "validation: uniform bases, training sizes",
             "accuracy",
         ),
-        ("ess", None, "effective sample size of the weights", "(Σw)²/Σw² / B"),
+        (
+            "ess",
+            None,
+            "effective sample size of the weights",
+            "(Σw)²/Σw² / B",
+        ),
     ] {
         let cy = t.col(col)?;
         let mut series = vec![];

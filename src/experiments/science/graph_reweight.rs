@@ -248,7 +248,11 @@ impl config::Check for Config {
             bail!("model.hidden >= 2 and model.layers >= 1");
         }
         let r = &self.reweight;
-        if r.rff < 1 || r.lambda.is_nan() || r.lambda <= 0.0 || r.inner_lr.is_nan() || r.inner_lr < 0.0
+        if r.rff < 1
+            || r.lambda.is_nan()
+            || r.lambda <= 0.0
+            || r.inner_lr.is_nan()
+            || r.inner_lr < 0.0
         {
             bail!("reweight.rff >= 1, reweight.lambda > 0, reweight.inner_lr >= 0");
         }
@@ -428,11 +432,10 @@ fn learn_weights(
         }
         let cov = weighted_cov(&phi, &all_w(&v));
         let lossb = masked_sq(&cov, used);
-        let lossp = v.softmax(1, v.kind()).square().sum_dim_intlist(
-            [1i64].as_slice(),
-            false,
-            v.kind(),
-        );
+        let lossp =
+            v.softmax(1, v.kind())
+                .square()
+                .sum_dim_intlist([1i64].as_slice(), false, v.kind());
         let total = (lossb / r.lambda + lossp).sum(v.kind());
         let g = Tensor::run_backward(&[total], &[&v], false, false).remove(0);
         tch::no_grad(|| {
@@ -472,7 +475,12 @@ struct Data {
     sizes: [(f64, f64); 3],
 }
 
-fn chunks(graphs: &[spmotif::Graph], feats: &[Vec<f32>], chunk: usize, device: Device) -> Vec<Packed> {
+fn chunks(
+    graphs: &[spmotif::Graph],
+    feats: &[Vec<f32>],
+    chunk: usize,
+    device: Device,
+) -> Vec<Packed> {
     graphs
         .chunks(chunk)
         .zip(feats.chunks(chunk))
@@ -579,6 +587,10 @@ const PER_MODEL: [&str; 11] = [
     "weighted_loss",
 ];
 
+/// Last epoch's per-model means (loss, weighted loss, accuracy, L_dec all, L_dec between, ESS,
+/// entropy), validation and test accuracy.
+type EpochEnd = (Vec<Vec<f64>>, Vec<f64>, Vec<f64>);
+
 /// The pair masks [M, D, D] from per-model cluster ids: different clusters → 1.
 fn between_mask(ids: &[Vec<usize>], d: usize, device: Device) -> Tensor {
     let mut v = vec![0f32; ids.len() * d * d];
@@ -630,20 +642,25 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
             shape.extend_from_slice(&s[1..]);
             let g = t.view(shape.as_slice());
             let first = g.narrow(1, 0, 1).expand(shape.as_slice(), false).copy();
-            let _ = g.shallow_clone().copy_(&first);
+            g.shallow_clone().copy_(&first);
         }
     });
     let mut opt = crate::optim::adam(&vs, cfg.lr)?;
 
     // Pair masks: all off-diagonal pairs, and per arm the pairs it decorrelates.
     let eye = Tensor::eye(h, (Kind::Float, device));
-    let all_pairs = (eye.ones_like() - &eye).unsqueeze(0).expand([models, h, h], false).copy();
+    let all_pairs = (eye.ones_like() - &eye)
+        .unsqueeze(0)
+        .expand([models, h, h], false)
+        .copy();
     let arm_of = |m: usize| cfg.arms[m % na];
     let arm_gate = |pred: &dyn Fn(Arm) -> bool| {
         let v: Vec<f32> = (0..models as usize)
             .map(|m| if pred(arm_of(m)) { 1.0 } else { 0.0 })
             .collect();
-        Tensor::from_slice(&v).view([models, 1, 1]).to_device(device)
+        Tensor::from_slice(&v)
+            .view([models, 1, 1])
+            .to_device(device)
     };
     let is_all = arm_gate(&|a| a == Arm::AllPairs);
     let is_cluster = arm_gate(&|a| a == Arm::Cluster);
@@ -662,7 +679,7 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
         filled: false,
     };
     let group_off = Tensor::arange(groups, (Kind::Int64, device)).view([groups, 1]) * n;
-    let mut last: Option<(Vec<Vec<f64>>, Vec<f64>, Vec<f64>)> = None;
+    let mut last: Option<EpochEnd> = None;
     for e in 0..cfg.epochs {
         let clusters_on = e >= cfg.reweight.cluster_warmup;
         let used = &all_pairs * &is_all
@@ -694,7 +711,10 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
                 x: &x,
                 mask: &mask,
             });
-            let y = batch.y.view([groups, 1, bsz, 1]).expand([groups, na as i64, bsz, 1], false);
+            let y = batch
+                .y
+                .view([groups, 1, bsz, 1])
+                .expand([groups, na as i64, bsz, 1], false);
             let logp = out.logits.log_softmax(-1, Kind::Float);
             let loss = -logp.gather(-1, &y, false).squeeze_dim(-1); // [G, R, B]
             let z = out.z.detach().view([models, bsz, h]);
@@ -708,18 +728,20 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
             tch::no_grad(|| {
                 let per = |t: &Tensor| t.reshape([models]);
                 s_wloss += per(&weighted.detach());
-                s_loss += per(&loss.detach().mean_dim([2i64].as_slice(), false, Kind::Float));
+                s_loss += per(&loss
+                    .detach()
+                    .mean_dim([2i64].as_slice(), false, Kind::Float));
                 let pred = out.logits.argmax(-1, false);
-                s_acc += per(
-                    &pred
-                        .eq_tensor(&y.squeeze_dim(-1))
-                        .to_kind(Kind::Float)
-                        .mean_dim([2i64].as_slice(), false, Kind::Float),
-                );
+                s_acc += per(&pred
+                    .eq_tensor(&y.squeeze_dim(-1))
+                    .to_kind(Kind::Float)
+                    .mean_dim([2i64].as_slice(), false, Kind::Float));
                 s_all += &w.all;
                 s_between += &w.between;
                 let ww = &w.w;
-                let sq = ww.square().sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+                let sq = ww
+                    .square()
+                    .sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
                 s_ess += sq.reciprocal() / bsz as f64;
                 let ent = -(ww * ww.clamp_min(1e-30).log()).sum_dim_intlist(
                     [1i64].as_slice(),
@@ -764,10 +786,12 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
         } else {
             vec![f64::NAN; models as usize]
         };
-        let cols: Vec<Vec<f64>> = [&s_loss, &s_wloss, &s_acc, &s_all, &s_between, &s_ess, &s_ent]
-            .iter()
-            .map(|t| host(&(*t / k)))
-            .collect();
+        let cols: Vec<Vec<f64>> = [
+            &s_loss, &s_wloss, &s_acc, &s_all, &s_between, &s_ess, &s_ent,
+        ]
+        .iter()
+        .map(|t| host(&(*t / k)))
+        .collect();
         for m in 0..models as usize {
             let (g, a) = (m / na, m % na);
             let (bi, si) = (g / ns, g % ns);
@@ -821,7 +845,10 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
     }
     write_atomic(&ctx.dir.join("final.csv"), &csv_bytes(&PER_MODEL, &rows)?)?;
     let summary = summarise(&cfg, &rows);
-    write_atomic(&ctx.dir.join("summary.csv"), &csv_bytes(&SUMMARY, &summary)?)?;
+    write_atomic(
+        &ctx.dir.join("summary.csv"),
+        &csv_bytes(&SUMMARY, &summary)?,
+    )?;
     let mut head = headline(&summary);
     for (name, (nodes, edges)) in ["train", "val", "test"].iter().zip(data.sizes) {
         head.insert(format!("{name}_mean_nodes"), json_float(nodes));
@@ -994,7 +1021,12 @@ mod tests {
         let c = weighted_cov(&phi, &u).select(1, 0).select(0, 0);
         let x = phi.select(3, 0).select(0, 0);
         let xc = &x - x.mean_dim([0i64].as_slice(), true, Kind::Double);
-        assert!(c.allclose(&(xc.transpose(0, 1).matmul(&xc) / n as f64), 1e-10, 1e-12, false));
+        assert!(c.allclose(
+            &(xc.transpose(0, 1).matmul(&xc) / n as f64),
+            1e-10,
+            1e-12,
+            false
+        ));
     }
 
     #[test]
@@ -1013,7 +1045,10 @@ mod tests {
             2,
         );
         let eye = Tensor::eye(d, (Kind::Float, Device::Cpu));
-        let all = (eye.ones_like() - &eye).unsqueeze(0).expand([m, d, d], false).copy();
+        let all = (eye.ones_like() - &eye)
+            .unsqueeze(0)
+            .expand([m, d, d], false)
+            .copy();
         // Model 0 decorrelates all pairs, model 1 nothing (ERM).
         let used = &all * Tensor::from_slice(&[1f32, 0.]).view([m, 1, 1]);
         let r = ReweightConfig {
@@ -1028,7 +1063,12 @@ mod tests {
         };
         let w = learn_weights(&z, &mut bank, &used, &all, &all, &r);
         let w1 = w.w.get(1);
-        assert!(w1.allclose(&Tensor::full([b], 1.0 / b as f64, (Kind::Float, Device::Cpu)), 1e-6, 1e-7, false));
+        assert!(w1.allclose(
+            &Tensor::full([b], 1.0 / b as f64, (Kind::Float, Device::Cpu)),
+            1e-6,
+            1e-7,
+            false
+        ));
         let w0 = w.w.get(0);
         assert!((w0.sum(Kind::Double).double_value(&[]) - 1.0).abs() < 1e-5);
         // Non-uniform weights for the decorrelating model, and a lower loss than ERM's.
@@ -1043,7 +1083,13 @@ mod tests {
         let d = 5;
         let block = [0, 0, 0, 1, 1];
         let dist: Vec<f64> = (0..d * d)
-            .map(|i| if block[i / d] == block[i % d] { 0.1 } else { 0.9 })
+            .map(|i| {
+                if block[i / d] == block[i % d] {
+                    0.1
+                } else {
+                    0.9
+                }
+            })
             .collect();
         assert_eq!(average_linkage(&dist, d, 2), vec![0, 0, 0, 1, 1]);
         // A dead item (index 2) is left out: the rest splits into {0, 1} and {3, 4}.
