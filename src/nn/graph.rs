@@ -186,7 +186,8 @@ impl Gin {
             let u = Self::affine(&u, w1, b1).relu();
             h = Self::affine(&u, w2, b2).relu();
             if let Some(m) = &mask {
-                h = h * m;
+                // Not `*=`: the ReLU output is saved for backward.
+                h = h.multiply(m);
             }
         }
         let hs = h.size();

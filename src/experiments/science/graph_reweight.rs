@@ -587,6 +587,10 @@ const PER_MODEL: [&str; 11] = [
     "weighted_loss",
 ];
 
+/// Last epoch's per-model means (loss, weighted loss, accuracy, L_dec all, L_dec between, ESS,
+/// entropy), validation and test accuracy.
+type EpochEnd = (Vec<Vec<f64>>, Vec<f64>, Vec<f64>);
+
 /// The pair masks [M, D, D] from per-model cluster ids: different clusters → 1.
 fn between_mask(ids: &[Vec<usize>], d: usize, device: Device) -> Tensor {
     let mut v = vec![0f32; ids.len() * d * d];
@@ -638,7 +642,7 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
             shape.extend_from_slice(&s[1..]);
             let g = t.view(shape.as_slice());
             let first = g.narrow(1, 0, 1).expand(shape.as_slice(), false).copy();
-            let _ = g.shallow_clone().copy_(&first);
+            g.shallow_clone().copy_(&first);
         }
     });
     let mut opt = crate::optim::adam(&vs, cfg.lr)?;
@@ -675,7 +679,7 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
         filled: false,
     };
     let group_off = Tensor::arange(groups, (Kind::Int64, device)).view([groups, 1]) * n;
-    let mut last: Option<(Vec<Vec<f64>>, Vec<f64>, Vec<f64>)> = None;
+    let mut last: Option<EpochEnd> = None;
     for e in 0..cfg.epochs {
         let clusters_on = e >= cfg.reweight.cluster_warmup;
         let used = &all_pairs * &is_all
