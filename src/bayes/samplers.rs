@@ -273,7 +273,8 @@ impl HmcOptions {
         if !(0.0..1.0).contains(&self.jitter) {
             bail!("hmc: jitter in [0, 1), got {}", self.jitter);
         }
-        if !(self.step_init > 0.0) || !(self.target_accept > 0.0 && self.target_accept < 1.0) {
+        let ok = self.step_init > 0.0 && self.target_accept > 0.0 && self.target_accept < 1.0;
+        if !ok {
             bail!("hmc: step_init > 0 and target_accept in (0, 1)");
         }
         Ok(())
