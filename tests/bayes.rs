@@ -116,7 +116,8 @@ fn sgmcmc_potential_runs_end_to_end_at_smoke_size() {
         );
         assert!(num(r, "force_width") > 0.0, "{r:?}");
         if r["method"] == "psgld" {
-            assert!(num(r, "rhat_obs") > 0.9, "{r:?}");
+            // Split R̂ of 8 draws per chain: positive, not necessarily ≥ 1.
+            assert!(num(r, "rhat_obs") > 0.0, "{r:?}");
         } else {
             assert_eq!(r["rhat_obs"], "", "the ensemble has no chains: {r:?}");
         }

@@ -75,7 +75,7 @@ pub fn ess(chains: &[Vec<f64>]) -> f64 {
         0.0
     };
     let var_plus = (nf - 1.0) / nf * w + b_over_n;
-    if !(var_plus > 0.0) {
+    if var_plus.is_nan() || var_plus <= 0.0 {
         return f64::NAN;
     }
     // Mean over chains of the lag-t autocovariance (biased 1/n estimator, as BDA3/Stan).

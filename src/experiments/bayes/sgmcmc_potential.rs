@@ -186,7 +186,8 @@ impl config::Check for Config {
         if self.sizes.is_empty() || self.sizes.iter().any(|n| *n < 2) {
             bail!("sizes: at least one training-set size, each >= 2");
         }
-        if self.temperatures.is_empty() || self.temperatures.iter().any(|t| !(*t > 0.0)) {
+        if self.temperatures.is_empty() || self.temperatures.iter().any(|t| t.is_nan() || *t <= 0.0)
+        {
             bail!("temperatures: at least one, each > 0");
         }
         if self.chains < 2 {
@@ -206,7 +207,7 @@ impl config::Check for Config {
             bail!("system: kt > 0, force_noise > 0, test_points >= 10, path_points >= 2");
         }
         let m = &self.model;
-        if m.hidden < 1 || m.layers < 1 || !(m.prior_std > 0.0) {
+        if m.hidden < 1 || m.layers < 1 || m.prior_std.is_nan() || m.prior_std <= 0.0 {
             bail!("model: hidden >= 1, layers >= 1, prior_std > 0");
         }
         self.sampler.check()?;
@@ -247,7 +248,7 @@ pub fn muller_brown(x: &Tensor) -> Tensor {
         let dx = &px - MB_X0[k];
         let dy = &py - MB_Y0[k];
         let e = dx.square() * MB_SA[k] + &dx * &dy * MB_SB[k] + dy.square() * MB_SC[k];
-        v = v + e.exp() * MB_A[k];
+        v += e.exp() * MB_A[k];
     }
     v
 }
