@@ -100,7 +100,7 @@ fn sgmcmc_potential_runs_end_to_end_at_smoke_size() {
     let tmp = tempfile::tempdir().unwrap();
     let out = run(&["train", "sgmcmc-potential", "--smoke"], tmp.path());
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let dir = run_dir(tmp.path(), "sgmcmc-potential");
+    let dir = latest_run(tmp.path(), "sgmcmc-potential");
     assert_eq!(json(&dir.join("run.json"))["status"], "completed");
 
     // Smoke: 2 sizes × (2 temperatures × {2 chains, 1 chain} + ensemble) = 10 rows, 1 repeat.

@@ -8,8 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-/// The single run directory under results/<exp>/.
-
+/// The single classifier run directory under results/classifier/.
 fn only_run(results: &Path) -> PathBuf {
     common::only_run(results, "classifier")
 }
