@@ -229,54 +229,6 @@ pub fn maze_final_positions(
 mod tests {
     use super::*;
 
-    /// Timing of the batched pieces (run with `--ignored --nocapture`): bmm vs broadcast
-    /// multiply-sum forwards, and a CartPole generation stepped as tensors vs on the host.
-    #[test]
-    #[ignore]
-    fn timing_of_batched_forward_and_cartpole_envs() {
-        let layout = Layout {
-            sizes: vec![4, 16, 16, 2],
-            out_std: 0.1,
-        };
-        let enc = layout.encoding(0.05);
-        let thetas: Vec<Vec<f32>> = (0..1500).map(|s| enc.init(s)).collect();
-        let refs: Vec<&[f32]> = thetas.iter().map(|t| t.as_slice()).collect();
-        let pol = Policies::new(&layout, &refs, Device::Cpu);
-        let obs = Tensor::randn([1500, 4], (Kind::Float, Device::Cpu));
-        let t0 = std::time::Instant::now();
-        for _ in 0..500 {
-            let _ = pol.forward(&obs);
-        }
-        let bmm = t0.elapsed().as_secs_f64() / 500.0;
-        let t0 = std::time::Instant::now();
-        for _ in 0..500 {
-            let mut h = obs.shallow_clone();
-            for (l, (w, b)) in pol.layers.iter().enumerate() {
-                h = (h.unsqueeze(2) * w).sum_dim_intlist(1, false, Kind::Float) + b.squeeze_dim(1);
-                if l < 2 {
-                    h = h.tanh();
-                }
-            }
-        }
-        let mulsum = t0.elapsed().as_secs_f64() / 500.0;
-        let eps: Vec<u64> = (0..1500).collect();
-        let t0 = std::time::Instant::now();
-        let r = cartpole_returns_in(&layout, &refs, &eps, 500, Kind::Float, Device::Cpu);
-        let tensor_env = t0.elapsed().as_secs_f64();
-        let t0 = std::time::Instant::now();
-        let ret = cartpole_returns_host(&layout, &refs, &eps, 500, Device::Cpu);
-        let host_env = t0.elapsed().as_secs_f64();
-        println!(
-            "B=1500 4-16-16-2: forward bmm {:.3} ms, mul-sum {:.3} ms; one generation: tensor env {:.2} s, host env {:.2} s (mean return {:.1} / {:.1})",
-            bmm * 1e3,
-            mulsum * 1e3,
-            tensor_env,
-            host_env,
-            r.iter().sum::<f64>() / 1500.0,
-            ret.iter().sum::<f64>() / 1500.0
-        );
-    }
-
     #[test]
     fn batched_forward_equals_each_policy_computed_alone() {
         let layout = Layout {
