@@ -1,7 +1,7 @@
 //! End-to-end runs of the `bayes` family (synthetic data only).
 
 mod common;
-use common::{bin, csv_maps, json, latest_run, read, run, text};
+use common::{assert_claims, bin, csv_maps, json, latest_run, run, text};
 
 fn num(r: &std::collections::BTreeMap<String, String>, k: &str) -> f64 {
     r[k].parse().unwrap_or_else(|_| panic!("{k} = {}", r[k]))
@@ -46,16 +46,16 @@ fn nngp_mixture_runs_end_to_end_at_smoke_size() {
     assert_eq!(preds.len(), 2 * (60 + 40));
     assert!(preds.iter().all(|r| num(r, "lower") <= num(r, "upper")));
 
-    let claims = read(&dir.join("claims.csv"));
-    for id in [
-        "prior-t-fits",
-        "prior-gaussian-fails",
-        "tp-beats-gp-syn-t",
-        "tp-beats-gp-shift",
-        "tp-equals-gp-syn-normal",
-    ] {
-        assert!(claims.contains(id), "{claims}");
-    }
+    assert_claims(
+        &dir,
+        &[
+            "prior-t-fits",
+            "prior-gaussian-fails",
+            "tp-beats-gp-syn-t",
+            "tp-beats-gp-shift",
+            "tp-equals-gp-syn-normal",
+        ],
+    );
     let out = bin().arg("plot").arg(&dir).output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     for f in ["prior.png", "predictive.png"] {
@@ -135,14 +135,14 @@ fn sgmcmc_potential_runs_end_to_end_at_smoke_size() {
     assert_eq!(m.len(), 6 * 2 * 2 + 3 * 2, "{}", m.len());
     assert!(m.iter().all(|r| num(r, "loss").is_finite()));
 
-    let claims = read(&dir.join("claims.csv"));
-    for id in [
-        "cold-helps-small-data",
-        "one-chain-undercovers",
-        "ensemble-matches-sgmcmc",
-    ] {
-        assert!(claims.contains(id), "{claims}");
-    }
+    assert_claims(
+        &dir,
+        &[
+            "cold-helps-small-data",
+            "one-chain-undercovers",
+            "ensemble-matches-sgmcmc",
+        ],
+    );
     let out = bin().arg("plot").arg(&dir).output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let len = std::fs::metadata(dir.join("coverage.png")).map_or(0, |m| m.len());

@@ -1,23 +1,12 @@
 //! End-to-end runs of the reinforcement-learning family at smoke size.
 
 mod common;
-use common::{csv_maps, json, read, run, text};
+use common::{assert_claims, csv_maps, run, smoke_run, text};
 
 #[test]
 fn effective_horizon_smoke_writes_dp_analysis_runs_summary_claims_and_figure() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = run(
-        &["train", "effective-horizon", "--smoke", "--plot"],
-        tmp.path(),
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let dir = std::fs::read_dir(tmp.path().join("effective-horizon"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    assert_eq!(json(&dir.join("run.json"))["status"], "completed");
+    let dir = smoke_run("effective-horizon", &[], tmp.path());
     // Smoke: 3 environments, SQIRL k = 1, 2, 3 and Q-learning, 2 seeds.
     let envs = csv_maps(&dir.join("envs.csv"));
     assert_eq!(envs.len(), 3);
@@ -35,14 +24,14 @@ fn effective_horizon_smoke_writes_dp_analysis_runs_summary_claims_and_figure() {
     let summary = csv_maps(&dir.join("summary.csv"));
     assert_eq!(summary.len(), 3 * 4);
     assert!(!csv_maps(&dir.join("metrics.csv")).is_empty());
-    let claims = read(&dir.join("claims.csv"));
-    for id in [
-        "sqirl-k-ge-kstar-optimal",
-        "sqirl-k-lt-kstar-plateau",
-        "spearman-sqirl-qlearning",
-    ] {
-        assert!(claims.contains(id), "{claims}");
-    }
+    assert_claims(
+        &dir,
+        &[
+            "sqirl-k-ge-kstar-optimal",
+            "sqirl-k-lt-kstar-plateau",
+            "spearman-sqirl-qlearning",
+        ],
+    );
     assert!(dir.join("effective_horizon.svg").exists());
     // A bad layout name names the closest one.
     let bad = run(
@@ -62,18 +51,7 @@ fn effective_horizon_smoke_writes_dp_analysis_runs_summary_claims_and_figure() {
 #[test]
 fn neuroevolution_smoke_logs_generations_summaries_positions_claims_and_figures() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = run(
-        &["train", "neuroevolution", "--smoke", "--plot"],
-        tmp.path(),
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let dir = std::fs::read_dir(tmp.path().join("neuroevolution"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    assert_eq!(json(&dir.join("run.json"))["status"], "completed");
+    let dir = smoke_run("neuroevolution", &[], tmp.path());
     // Smoke: CartPole 3 methods × 2 seeds × 3 generations; maze 2 methods × 2 seeds × 3.
     let m = csv_maps(&dir.join("metrics.csv"));
     assert_eq!(m.len(), 3 * 2 * 3 + 2 * 2 * 3);
@@ -102,16 +80,16 @@ fn neuroevolution_smoke_logs_generations_summaries_positions_claims_and_figures(
         p.iter().filter(|r| r["kind"] == "population").count(),
         2 * 2 * 20
     );
-    let claims = read(&dir.join("claims.csv"));
-    for id in [
-        "cartpole-ga-solves",
-        "seed-list-replay-exact",
-        "seed-list-compression",
-        "maze-ga-trapped",
-        "maze-ns-escapes",
-    ] {
-        assert!(claims.contains(id), "{claims}");
-    }
+    assert_claims(
+        &dir,
+        &[
+            "cartpole-ga-solves",
+            "seed-list-replay-exact",
+            "seed-list-compression",
+            "maze-ga-trapped",
+            "maze-ns-escapes",
+        ],
+    );
     assert!(dir.join("fitness.svg").exists());
     assert!(dir.join("maze-ends.svg").exists());
     // A bad method is named with the valid ones.

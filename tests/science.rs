@@ -1,23 +1,12 @@
 //! End-to-end runs of the science family (pinn-interface, graph-reweight) at smoke size.
 
 mod common;
-use common::{csv_maps, json, read, run, text};
+use common::{assert_claims, csv_maps, run, smoke_run, text};
 
 #[test]
 fn pinn_interface_smoke_writes_the_table_plays_summary_claims_and_figure() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = run(
-        &["train", "pinn-interface", "--smoke", "--plot"],
-        tmp.path(),
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let dir = std::fs::read_dir(tmp.path().join("pinn-interface"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    assert_eq!(json(&dir.join("run.json"))["status"], "completed");
+    let dir = smoke_run("pinn-interface", &[], tmp.path());
     // Smoke: 3 play + 1 test contexts × 8 arms (3 terms) × 1 seed.
     let table = csv_maps(&dir.join("table.csv"));
     assert_eq!(table.len(), 32);
@@ -49,14 +38,14 @@ fn pinn_interface_smoke_writes_the_table_plays_summary_claims_and_figure() {
         assert!(names.contains(&s), "{names:?}");
     }
     assert_eq!(csv_maps(&dir.join("fixed.csv")).len(), 8);
-    let claims = read(&dir.join("claims.csv"));
-    for id in [
-        "regret-below-random",
-        "regret-sublinear",
-        "test-error-vs-best-fixed",
-    ] {
-        assert!(claims.contains(id), "{claims}");
-    }
+    assert_claims(
+        &dir,
+        &[
+            "regret-below-random",
+            "regret-sublinear",
+            "test-error-vs-best-fixed",
+        ],
+    );
     assert!(dir.join("pinn-regret.svg").exists());
     // Unknown interface terms and keys name the closest valid one.
     let bad = run(
@@ -78,19 +67,7 @@ fn pinn_interface_smoke_writes_the_table_plays_summary_claims_and_figure() {
 #[test]
 fn graph_reweight_smoke_writes_per_model_and_per_arm_results_claims_and_figure() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = run(
-        &["train", "graph-reweight", "--smoke", "--plot"],
-        tmp.path(),
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let dir = std::fs::read_dir(tmp.path().join("graph-reweight"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let info = json(&dir.join("run.json"));
-    assert_eq!(info["status"], "completed");
+    let dir = smoke_run("graph-reweight", &[], tmp.path());
     // Smoke: 1 bias × 1 seed × 3 arms × 2 epochs.
     let m = csv_maps(&dir.join("metrics.csv"));
     assert_eq!(m.len(), 6);
@@ -110,10 +87,7 @@ fn graph_reweight_smoke_writes_per_model_and_per_arm_results_claims_and_figure()
     }
     let summary = csv_maps(&dir.join("summary.csv"));
     assert_eq!(summary.len(), 3);
-    let claims = read(&dir.join("claims.csv"));
-    for id in ["cluster-beats-erm", "cluster-ess-above-all-pairs"] {
-        assert!(claims.contains(id), "{claims}");
-    }
+    assert_claims(&dir, &["cluster-beats-erm", "cluster-ess-above-all-pairs"]);
     assert!(dir.join("graph_reweight.svg").exists());
     // A bad key names the closest one.
     let bad = run(

@@ -1,21 +1,12 @@
 //! End-to-end runs of the sde family (score-sde, neural-sde) at smoke size.
 
 mod common;
-use common::{csv_maps, json, only_run, read, run, text};
+use common::{assert_claims, csv_maps, only_run, run, smoke_run, text};
 
 #[test]
 fn score_sde_smoke_writes_samplers_nll_summary_claims_and_the_figure() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = run(&["train", "score-sde", "--smoke", "--plot"], tmp.path());
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let dir = std::fs::read_dir(tmp.path().join("score-sde"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let info = json(&dir.join("run.json"));
-    assert_eq!(info["status"], "completed");
+    let dir = smoke_run("score-sde", &[], tmp.path());
     // Smoke: 30 steps logged every 10, for VP and VE.
     let m = csv_maps(&dir.join("metrics.csv"));
     assert_eq!(m.len(), 6);
@@ -48,15 +39,15 @@ fn score_sde_smoke_writes_samplers_nll_summary_claims_and_the_figure() {
         assert!(e.is_finite(), "{r:?}");
     }
     assert_eq!(csv_maps(&dir.join("summary.csv")).len(), 6);
-    let claims = read(&dir.join("claims.csv"));
-    for id in [
-        "mode-coverage",
-        "ode-nll-gap",
-        "pc-beats-em",
-        "hutchinson-unbiased",
-    ] {
-        assert!(claims.contains(id), "{claims}");
-    }
+    assert_claims(
+        &dir,
+        &[
+            "mode-coverage",
+            "ode-nll-gap",
+            "pc-beats-em",
+            "hutchinson-unbiased",
+        ],
+    );
     assert!(dir.join("samples.svg").exists());
     // A bad key names the closest one; a bad NFE says what it must be.
     let bad = run(
@@ -80,10 +71,7 @@ fn score_sde_smoke_writes_samplers_nll_summary_claims_and_the_figure() {
 #[test]
 fn neural_sde_smoke_writes_per_replica_and_per_rate_results_claims_and_figure() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = run(&["train", "neural-sde", "--smoke", "--plot"], tmp.path());
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let dir = only_run(tmp.path(), "neural-sde");
-    assert_eq!(json(&dir.join("run.json"))["status"], "completed");
+    let dir = smoke_run("neural-sde", &[], tmp.path());
     // Smoke: 3 models × 2 rates × 2 seeds × 2 epochs.
     assert_eq!(csv_maps(&dir.join("metrics.csv")).len(), 24);
     let finals = csv_maps(&dir.join("final.csv"));
@@ -97,10 +85,10 @@ fn neural_sde_smoke_writes_per_replica_and_per_rate_results_claims_and_figure() 
     for r in summary.iter().filter(|r| r["rate"] == "0") {
         assert_eq!(r["drop"], "0", "{r:?}");
     }
-    let claims = read(&dir.join("claims.csv"));
-    for id in ["lsde-drops-less", "gsde-drops-less", "stable-no-divergence"] {
-        assert!(claims.contains(id), "{claims}");
-    }
+    assert_claims(
+        &dir,
+        &["lsde-drops-less", "gsde-drops-less", "stable-no-divergence"],
+    );
     assert!(dir.join("neural-sde.svg").exists());
     // A bad model name lists the valid ones; a bad key names the closest.
     let bad = run(

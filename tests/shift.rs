@@ -1,7 +1,7 @@
 //! End-to-end runs of the distribution-shift experiments at smoke size.
 
 mod common;
-use common::{csv_maps, json, only_run, read, run, text};
+use common::{csv_maps, json, only_run, read, run, smoke_run, text};
 use std::path::Path;
 
 fn require_data(set: &str, target: &str) {
@@ -21,9 +21,7 @@ fn num(r: &std::collections::BTreeMap<String, String>, k: &str) -> f64 {
 fn dann_smoke_trains_both_parts_declares_claims_and_plots() {
     require_data("mnist5k", "data-mnist5k");
     let tmp = tempfile::tempdir().unwrap();
-    let out = run(&["train", "dann", "--smoke", "--plot"], tmp.path());
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let dir = only_run(tmp.path(), "dann");
+    let dir = smoke_run("dann", &[], tmp.path());
     let rows = csv_maps(&dir.join("metrics.csv"));
     // Moons: 2 arms × 2 seeds × 20 epochs; digits: 2 arms × 1 seed × 1 epoch.
     let count = |part: &str| rows.iter().filter(|r| r["part"] == part).count();
@@ -113,12 +111,7 @@ fn dann_refuses_a_colour_source_and_an_unknown_key() {
 #[test]
 fn simplicity_bias_smoke_measures_randomised_aucs_and_plots() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = run(
-        &["train", "simplicity-bias", "--smoke", "--plot"],
-        tmp.path(),
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let dir = only_run(tmp.path(), "simplicity-bias");
+    let dir = smoke_run("simplicity-bias", &[], tmp.path());
     let summary = csv_maps(&dir.join("summary.csv"));
     // 2 seeds per dataset, plus 2 ensemble members and the ensemble on LMS-5.
     let models: Vec<String> = summary

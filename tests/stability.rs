@@ -1,24 +1,12 @@
 //! End-to-end runs of the stability family (benign-oscillation, opposing-signals) at smoke size.
 
 mod common;
-use common::{csv_maps, json, read, run, text};
+use common::{assert_claims, csv_maps, run, smoke_run, text};
 
 #[test]
 fn benign_oscillation_smoke_writes_per_model_and_per_lr_results_and_claims() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = run(
-        &["train", "benign-oscillation", "--smoke", "--plot"],
-        tmp.path(),
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let dir = std::fs::read_dir(tmp.path().join("benign-oscillation"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let info = json(&dir.join("run.json"));
-    assert_eq!(info["status"], "completed");
+    let dir = smoke_run("benign-oscillation", &[], tmp.path());
     // Smoke: 2 rates × 2 seeds × 3 epochs logged every epoch.
     let m = csv_maps(&dir.join("metrics.csv"));
     assert_eq!(m.len(), 12);
@@ -33,14 +21,14 @@ fn benign_oscillation_smoke_writes_per_model_and_per_lr_results_and_claims() {
             assert!((0.0..=1.0).contains(&acc), "{r:?}");
         }
     }
-    let claims = read(&dir.join("claims.csv"));
-    for id in [
-        "both-fit-train",
-        "weak-accuracy-gain",
-        "weak-alignment-ratio",
-    ] {
-        assert!(claims.contains(id), "{claims}");
-    }
+    assert_claims(
+        &dir,
+        &[
+            "both-fit-train",
+            "weak-accuracy-gain",
+            "weak-alignment-ratio",
+        ],
+    );
     assert!(dir.join("benign.svg").exists());
     // A bad key names the closest one.
     let bad = run(

@@ -84,3 +84,23 @@ pub fn latest_run(results: &Path, exp: &str) -> PathBuf {
         .pop()
         .unwrap_or_else(|| panic!("no {exp} run under {}", results.display()))
 }
+
+/// Runs `stochlab train <exp> --smoke --plot [extra…]` into `results`, asserts it succeeded
+/// and completed, and returns its run directory (the experiment's only run).
+pub fn smoke_run(exp: &str, extra: &[&str], results: &Path) -> PathBuf {
+    let mut args = vec!["train", exp, "--smoke", "--plot"];
+    args.extend(extra);
+    let out = run(&args, results);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = only_run(results, exp);
+    assert_eq!(json(&dir.join("run.json"))["status"], "completed");
+    dir
+}
+
+/// Asserts that the run's claims.csv lists every one of `ids`.
+pub fn assert_claims(dir: &Path, ids: &[&str]) {
+    let claims = read(&dir.join("claims.csv"));
+    for id in ids {
+        assert!(claims.contains(id), "{id} missing from {claims}");
+    }
+}
