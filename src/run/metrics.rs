@@ -90,6 +90,18 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
+/// Puts the mean and std (`mean_std`) of per-seed (or per-repeat) values into final metrics as
+/// `{name}_mean` and `{name}_std`, the pair the completion line shows as `name=mean±std`.
+pub fn insert_mean_std(
+    map: &mut serde_json::Map<String, serde_json::Value>,
+    name: &str,
+    values: &[f64],
+) {
+    let (mean, std) = mean_std(values);
+    map.insert(format!("{name}_mean"), json_float(mean));
+    map.insert(format!("{name}_std"), json_float(std));
+}
+
 impl Cell {
     /// Shortest text that reads back to the same value, so CSVs compare exactly.
     pub fn render(&self) -> String {
@@ -424,6 +436,32 @@ mod tests {
         assert_eq!(
             Cell::Float(v).to_json(),
             serde_json::json!(0.666666666666667)
+        );
+    }
+
+    #[test]
+    fn insert_mean_std_puts_sample_mean_and_std_under_paired_keys() {
+        let mut m = serde_json::Map::new();
+        // 2, 4, 9: mean 5, sample variance ((-3)² + (-1)² + 4²) / 2 = 13.
+        insert_mean_std(&mut m, "acc", &[2.0, 4.0, 9.0]);
+        assert_eq!(m["acc_mean"], serde_json::json!(5.0));
+        assert!((m["acc_std"].as_f64().unwrap() - 13f64.sqrt()).abs() < 1e-12);
+        insert_mean_std(&mut m, "one", &[0.5]);
+        assert_eq!(m["one_mean"], serde_json::json!(0.5));
+        assert_eq!(m["one_std"], serde_json::json!(0.0));
+        // No values: null (JSON has no NaN), never a made-up number.
+        insert_mean_std(&mut m, "none", &[]);
+        assert!(m["none_mean"].is_null() && m["none_std"].is_null());
+        assert_eq!(
+            m.keys().collect::<Vec<_>>(),
+            [
+                "acc_mean",
+                "acc_std",
+                "one_mean",
+                "one_std",
+                "none_mean",
+                "none_std"
+            ]
         );
     }
 }

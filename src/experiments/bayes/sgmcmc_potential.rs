@@ -48,7 +48,7 @@ use crate::optim::rules::{Adam, Rule};
 use crate::optim::OptimConfig;
 use crate::rng::{self, Stream};
 use crate::run::fsutil::write_atomic;
-use crate::run::metrics::{float, json_float};
+use crate::run::metrics::{float, insert_mean_std};
 use crate::run::progress::Progress;
 use crate::run::{Outcome, RunContext};
 use anyhow::{bail, Result};
@@ -737,7 +737,7 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
         &ctx.dir.join("summary.csv"),
         &csv_bytes(&SUMMARY, &summary)?,
     )?;
-    ctx.set_final_metrics(headline(&summary));
+    ctx.set_final_metrics(headline(&summary, &rows, nr));
     Ok(Outcome::Completed)
 }
 
@@ -798,7 +798,13 @@ fn summarise(rows: &[Vec<String>], repeats: i64) -> Vec<Vec<String>> {
         .collect()
 }
 
-fn headline(summary: &[Vec<String>]) -> serde_json::Map<String, serde_json::Value> {
+/// Per (method, T, chains, size): force coverage and force RMSE, each as mean and std over the
+/// repeats (the finite per-repeat values), and the number of repeats.
+fn headline(
+    summary: &[Vec<String>],
+    rows: &[Vec<String>],
+    repeats: i64,
+) -> serde_json::Map<String, serde_json::Value> {
     let mut out = serde_json::Map::new();
     for r in summary {
         let tag = if r[0] == "ensemble" {
@@ -807,13 +813,23 @@ fn headline(summary: &[Vec<String>]) -> serde_json::Map<String, serde_json::Valu
             format!("t{}_c{}", r[2].replace('.', "p"), r[3])
         };
         let n = &r[4];
-        if let Ok(v) = r[8].parse::<f64>() {
-            out.insert(format!("coverage_{tag}_n{n}"), json_float(v));
+        let group: Vec<&Vec<String>> = rows.iter().filter(|g| g[..5] == r[..5]).collect();
+        let col = |c: usize| -> Vec<f64> {
+            group
+                .iter()
+                .filter_map(|g| g[c].parse::<f64>().ok())
+                .filter(|v| v.is_finite())
+                .collect()
+        };
+        let (coverage, rmse) = (col(8), col(6));
+        if !coverage.is_empty() {
+            insert_mean_std(&mut out, &format!("coverage_{tag}_n{n}"), &coverage);
         }
-        if let Ok(v) = r[6].parse::<f64>() {
-            out.insert(format!("rmse_{tag}_n{n}"), json_float(v));
+        if !rmse.is_empty() {
+            insert_mean_std(&mut out, &format!("rmse_{tag}_n{n}"), &rmse);
         }
     }
+    out.insert("repeats".into(), repeats.into());
     out
 }
 

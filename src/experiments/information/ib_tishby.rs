@@ -19,7 +19,7 @@ use crate::nn::Activation;
 use crate::optim::{OptimConfig, OptimName, Optimizer};
 use crate::rng::{self, Stream};
 use crate::run::checkpoint::{self, State};
-use crate::run::metrics::{json_float, mean_std, Cell, Keep, MetricsWriter};
+use crate::run::metrics::{insert_mean_std, mean_std, Cell, Keep, MetricsWriter};
 use crate::run::progress::Progress;
 use crate::run::{Outcome, RunContext};
 use anyhow::{bail, Result};
@@ -654,9 +654,7 @@ impl Run<'_> {
             .enumerate()
         {
             let v: Vec<f64> = scores.iter().map(|m| m[i]).collect();
-            let (mean, std) = mean_std(&v);
-            out.insert(format!("{name}_mean"), json_float(mean));
-            out.insert(format!("{name}_std"), json_float(std));
+            insert_mean_std(&mut out, name, &v);
         }
         out.insert("seeds".into(), self.seeds.len().into());
         out.insert("epochs".into(), epochs.into());

@@ -70,7 +70,7 @@ use crate::envs::seeds::{self, bit_equal, Encoding, SeedList, Stream};
 use crate::experiments::children::csv_bytes;
 use crate::experiments::Entry;
 use crate::run::fsutil::write_atomic;
-use crate::run::metrics::{float, json_float};
+use crate::run::metrics::{float, insert_mean_std};
 use crate::run::progress::Progress;
 use crate::run::{Outcome, RunContext};
 use anyhow::{bail, Result};
@@ -1036,12 +1036,13 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
         &ctx.dir.join("summary.csv"),
         &csv_bytes(&SUMMARY, &summary)?,
     )?;
-    ctx.set_final_metrics(headline(&summary));
+    ctx.set_final_metrics(headline(&summary, seeds_.len()));
     Ok(Outcome::Completed)
 }
 
-/// run.json's final metrics: per (env, method) the mean final elite value and solved count.
-fn headline(rows: &[Vec<String>]) -> serde_json::Map<String, serde_json::Value> {
+/// run.json's final metrics: per (env, method) the final elite value as mean and std over the
+/// seeds and the number of seeds that solved the task; and the number of seeds.
+fn headline(rows: &[Vec<String>], seeds: usize) -> serde_json::Map<String, serde_json::Value> {
     let mut out = serde_json::Map::new();
     let mut keys: Vec<(String, String)> = vec![];
     for r in rows {
@@ -1054,16 +1055,16 @@ fn headline(rows: &[Vec<String>]) -> serde_json::Map<String, serde_json::Value> 
         let mine: Vec<&Vec<String>> = rows.iter().filter(|r| r[0] == env && r[1] == m).collect();
         let col = if env == "maze" { 9 } else { 5 };
         let v: Vec<f64> = mine.iter().filter_map(|r| r[col].parse().ok()).collect();
-        let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
         let solved = mine.iter().filter(|r| !r[7].is_empty()).count();
         let what = if env == "maze" {
             "elite_distance"
         } else {
             "elite_validation"
         };
-        out.insert(format!("{env}_{m}_{what}"), json_float(mean));
+        insert_mean_std(&mut out, &format!("{env}_{m}_{what}"), &v);
         out.insert(format!("{env}_{m}_solved"), solved.into());
     }
+    out.insert("seeds".into(), seeds.into());
     out
 }
 

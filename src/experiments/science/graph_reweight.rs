@@ -64,7 +64,7 @@ use crate::experiments::Entry;
 use crate::nn::graph::{Gin, GraphBatch, Pool};
 use crate::rng::{self, Stream};
 use crate::run::fsutil::write_atomic;
-use crate::run::metrics::{float, json_float, mean_std};
+use crate::run::metrics::{float, insert_mean_std, json_float, mean_std};
 use crate::run::progress::Progress;
 use crate::run::{Outcome, RunContext};
 use anyhow::{bail, Result};
@@ -849,7 +849,7 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
         &ctx.dir.join("summary.csv"),
         &csv_bytes(&SUMMARY, &summary)?,
     )?;
-    let mut head = headline(&summary);
+    let mut head = headline(&cfg, &rows, seeds.len());
     for (name, (nodes, edges)) in ["train", "val", "test"].iter().zip(data.sizes) {
         head.insert(format!("{name}_mean_nodes"), json_float(nodes));
         head.insert(format!("{name}_mean_edges"), json_float(edges));
@@ -906,19 +906,28 @@ fn summarise(cfg: &Config, rows: &[Vec<String>]) -> Vec<Vec<String>> {
     out
 }
 
-fn headline(summary: &[Vec<String>]) -> serde_json::Map<String, serde_json::Value> {
+/// Per (bias, arm): OOD test accuracy and ESS, each as mean and std over the seeds of the
+/// per-model rows (final.csv), and the number of seeds.
+fn headline(
+    cfg: &Config,
+    rows: &[Vec<String>],
+    seeds: usize,
+) -> serde_json::Map<String, serde_json::Value> {
     let mut out = serde_json::Map::new();
-    for r in summary {
-        let tag = format!("b{}_{}", r[0], r[1]);
-        out.insert(
-            format!("{tag}_test_acc"),
-            json_float(r[6].parse().unwrap_or(f64::NAN)),
-        );
-        out.insert(
-            format!("{tag}_ess"),
-            json_float(r[8].parse().unwrap_or(f64::NAN)),
-        );
+    for &b in &cfg.biases {
+        for arm in &cfg.arms {
+            let mine: Vec<&Vec<String>> = rows
+                .iter()
+                .filter(|r| r[0] == float(b) && r[2] == arm.as_str())
+                .collect();
+            let col =
+                |c: usize| -> Vec<f64> { mine.iter().filter_map(|r| r[c].parse().ok()).collect() };
+            let tag = format!("b{}_{}", float(b), arm.as_str());
+            insert_mean_std(&mut out, &format!("{tag}_test_acc"), &col(5));
+            insert_mean_std(&mut out, &format!("{tag}_ess"), &col(6));
+        }
     }
+    out.insert("seeds".into(), seeds.into());
     out
 }
 

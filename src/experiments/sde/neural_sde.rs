@@ -66,7 +66,7 @@ use crate::experiments::Entry;
 use crate::optim::{OptimConfig, OptimName, Optimizer};
 use crate::rng::{self, Stream};
 use crate::run::fsutil::write_atomic;
-use crate::run::metrics::{float, json_float, mean_std};
+use crate::run::metrics::{float, insert_mean_std, mean_std};
 use crate::run::progress::Progress;
 use crate::run::{Outcome, RunContext};
 use crate::sde::em::{self, DiagonalSde, Noise};
@@ -1130,7 +1130,7 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
         &ctx.dir.join("summary.csv"),
         &csv_bytes(&SUMMARY, &summary)?,
     )?;
-    ctx.set_final_metrics(headline(&cfg, &finals));
+    ctx.set_final_metrics(headline(&cfg, &finals, seeds.len()));
     Ok(Outcome::Completed)
 }
 
@@ -1178,25 +1178,40 @@ fn summarise(cfg: &Config, finals: &[Final]) -> Vec<Vec<String>> {
     out
 }
 
-fn headline(cfg: &Config, finals: &[Final]) -> serde_json::Map<String, serde_json::Value> {
+/// Per model: test accuracy at the lowest and highest missing rate and the paired drop between
+/// them, each as mean and std over the seeds, and the number of seeds.
+fn headline(
+    cfg: &Config,
+    finals: &[Final],
+    seeds: usize,
+) -> serde_json::Map<String, serde_json::Value> {
     let mut out = serde_json::Map::new();
     let (lo, hi) = (
         cfg.rates[0],
         *cfg.rates.last().expect("rates checked non-empty"),
     );
     for &m in &cfg.models {
-        let acc = |rate: f64| {
-            let v: Vec<f64> = finals
+        let at = |rate: f64| -> Vec<&Final> {
+            finals
                 .iter()
                 .filter(|f| f.model == m && f.rate == rate)
-                .map(|f| f.test_acc)
-                .collect();
-            mean_std(&v).0
+                .collect()
         };
-        out.insert(format!("{}_acc_lo", m.name()), json_float(acc(lo)));
-        out.insert(format!("{}_acc_hi", m.name()), json_float(acc(hi)));
-        out.insert(format!("{}_drop", m.name()), json_float(acc(lo) - acc(hi)));
+        let (low, high) = (at(lo), at(hi));
+        let acc = |v: &[&Final]| -> Vec<f64> { v.iter().map(|f| f.test_acc).collect() };
+        let drops: Vec<f64> = low
+            .iter()
+            .filter_map(|b| {
+                high.iter()
+                    .find(|f| f.seed == b.seed)
+                    .map(|f| b.test_acc - f.test_acc)
+            })
+            .collect();
+        insert_mean_std(&mut out, &format!("{}_acc_lo", m.name()), &acc(&low));
+        insert_mean_std(&mut out, &format!("{}_acc_hi", m.name()), &acc(&high));
+        insert_mean_std(&mut out, &format!("{}_drop", m.name()), &drops);
     }
+    out.insert("seeds".into(), seeds.into());
     out
 }
 

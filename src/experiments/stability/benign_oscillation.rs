@@ -45,7 +45,7 @@ use crate::experiments::children::csv_bytes;
 use crate::experiments::Entry;
 use crate::rng::{self, Stream};
 use crate::run::fsutil::write_atomic;
-use crate::run::metrics::{float, json_float, mean_std};
+use crate::run::metrics::{float, insert_mean_std, json_float, mean_std};
 use crate::run::progress::Progress;
 use crate::run::{Outcome, RunContext};
 use anyhow::{bail, Result};
@@ -604,7 +604,7 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
         &ctx.dir.join("summary.csv"),
         &csv_bytes(&SUMMARY, &summary)?,
     )?;
-    ctx.set_final_metrics(headline(&summary));
+    ctx.set_final_metrics(headline(&summary, &rows, seeds.len()));
     Ok(Outcome::Completed)
 }
 
@@ -653,20 +653,35 @@ fn summarise(cfg: &Config, rows: &[Vec<String>]) -> Vec<Vec<String>> {
     out
 }
 
-/// Smallest rate and largest rate without divergence: their weak-only accuracy and alignment.
-fn headline(summary: &[Vec<String>]) -> serde_json::Map<String, serde_json::Value> {
+/// Smallest rate and largest rate without divergence: their oscillation, training accuracy,
+/// weak-only accuracy and alignment, each as mean and std over the seeds that did not diverge
+/// (the per-model rows of final.csv), and the number of seeds.
+fn headline(
+    summary: &[Vec<String>],
+    rows: &[Vec<String>],
+    seeds: usize,
+) -> serde_json::Map<String, serde_json::Value> {
     let mut out = serde_json::Map::new();
-    let num = |r: &Vec<String>, c: usize| r[c].parse::<f64>().unwrap_or(f64::NAN);
     let stable: Vec<&Vec<String>> = summary.iter().filter(|r| r[2] == "0").collect();
     if let (Some(small), Some(large)) = (summary.first(), stable.last()) {
-        for (tag, r) in [("small", small), ("large", *large)] {
-            out.insert(format!("{tag}_lr"), json_float(num(r, 0)));
-            out.insert(format!("{tag}_oscillation"), json_float(num(r, 3)));
-            out.insert(format!("{tag}_train_acc"), json_float(num(r, 4)));
-            out.insert(format!("{tag}_weak_test_acc"), json_float(num(r, 6)));
-            out.insert(format!("{tag}_v_alignment"), json_float(num(r, 8)));
+        for (tag, s) in [("small", small), ("large", *large)] {
+            let ok: Vec<&Vec<String>> = rows
+                .iter()
+                .filter(|r| r[0] == s[0] && r[2] == "false")
+                .collect();
+            let col =
+                |c: usize| -> Vec<f64> { ok.iter().filter_map(|r| r[c].parse().ok()).collect() };
+            out.insert(
+                format!("{tag}_lr"),
+                json_float(s[0].parse().unwrap_or(f64::NAN)),
+            );
+            insert_mean_std(&mut out, &format!("{tag}_oscillation"), &col(3));
+            insert_mean_std(&mut out, &format!("{tag}_train_acc"), &col(4));
+            insert_mean_std(&mut out, &format!("{tag}_weak_test_acc"), &col(6));
+            insert_mean_std(&mut out, &format!("{tag}_v_alignment"), &col(7));
         }
     }
+    out.insert("seeds".into(), seeds.into());
     out
 }
 
