@@ -1,4 +1,4 @@
-//! End-to-end runs of the sde family (score-sde, neural-sde) at smoke size.
+//! End-to-end runs of the sde family (score-sde, neural-sde, storm) at smoke size.
 
 mod common;
 use common::{assert_claims, csv_maps, only_run, run, smoke_run, text};
@@ -159,4 +159,56 @@ fn neural_sde_runs_a_ucr_ts_file() {
         "{}",
         text(&bad.stderr)
     );
+}
+
+#[test]
+fn storm_smoke_writes_quality_per_arm_and_n_claims_and_the_figure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = smoke_run("storm", &[], tmp.path());
+    // Smoke: 20 steps logged every 10, for 3 arms.
+    let m = csv_maps(&dir.join("metrics.csv"));
+    assert_eq!(m.len(), 6);
+    // 4 rows (noisy + 3 arms) × N ∈ {5, 20, 50}.
+    let s = csv_maps(&dir.join("summary.csv"));
+    assert_eq!(s.len(), 12);
+    for r in &s {
+        for c in ["si_sdr", "lsd", "gap_energy_db"] {
+            let v: f64 = r[c].parse().unwrap();
+            assert!(v.is_finite(), "{r:?}");
+        }
+        let n: usize = r["n"].parse().unwrap();
+        let nfe: usize = r["nfe"].parse().unwrap();
+        let want = match r["arm"].as_str() {
+            "noisy" => 0,
+            "denoiser" => 1,
+            "score-only" => 2 * n,
+            "storm" => 2 * n + 1,
+            a => panic!("arm {a}"),
+        };
+        assert_eq!(nfe, want, "{r:?}");
+    }
+    // The noisy input's SNR is −5..5 dB, so its SI-SDR lies near 0 dB.
+    let noisy: f64 = s[0]["si_sdr"].parse().unwrap();
+    assert!((-8.0..8.0).contains(&noisy), "{noisy}");
+    assert_claims(
+        &dir,
+        &[
+            "storm-beats-score-only",
+            "storm-flat-to-20",
+            "score-only-drops-more",
+            "storm-less-hallucination",
+        ],
+    );
+    assert!(dir.join("storm.svg").exists());
+    let bad = run(
+        &["train", "storm", "--smoke", "arms=[\"sgmse\"]"],
+        tmp.path(),
+    );
+    assert!(!bad.status.success());
+    let bad = run(
+        &["train", "storm", "--smoke", "reverse_steps=[1]"],
+        tmp.path(),
+    );
+    assert!(!bad.status.success());
+    assert!(text(&bad.stderr).contains("reverse_steps"));
 }

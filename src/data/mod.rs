@@ -9,6 +9,7 @@ pub mod augment;
 pub mod corrupt;
 pub mod files;
 pub mod formats;
+pub mod gapped;
 pub mod gp;
 pub mod irregular;
 pub mod real;

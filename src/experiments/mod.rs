@@ -20,7 +20,7 @@ use estimators::{stochastic_neurons, tpsgd, wta_crs};
 use information::{ib_lossy, ib_tishby, mi_synthetic};
 use rl::{effective_horizon, neuroevolution};
 use science::{graph_reweight, pinn_interface};
-use sde::{neural_sde, score_sde};
+use sde::{neural_sde, score_sde, storm};
 use sgd::{diffgrad, lr_batch, sgd_noise, train_longer};
 use shift::{dann, simplicity_bias};
 use stability::benign_oscillation;
@@ -119,6 +119,7 @@ pub static REGISTRY: &[Entry] = &[
     benign_oscillation::ENTRY,
     score_sde::ENTRY,
     neural_sde::ENTRY,
+    storm::ENTRY,
     effective_horizon::ENTRY,
     pinn_interface::ENTRY,
     graph_reweight::ENTRY,

@@ -21,6 +21,7 @@
 //! | final.csv | `benign` (benign-oscillation) |
 //! | sde_density.csv, sde_samples.csv | `samples` (samples per SDE × sampler over the true log-density) (score-sde) |
 //! | final.csv (with code) | `neural-sde`: test accuracy against the missing rate per model (neural-sde) |
+//! | summary.csv (with gap_energy_db) | `storm`: SI-SDR, LSD and gap energy against reverse steps per arm (storm) |
 //! | metrics.csv (with cum_regret), test.csv | `pinn-regret`: cumulative regret per strategy, test-context errors (pinn-interface) |
 //! | metrics.csv (env, elite_validation), positions.csv | `fitness` (fitness curves per method), `maze-ends` (final maze positions, GA vs GA-NS) (neuroevolution) |
 //! | density.csv, sharpness.csv | `density` (SLQ eigenvalue density), `sharpness` (λ_max and 2/η against step) |
@@ -111,6 +112,7 @@ pub fn figures(dir: &Path, o: &Options) -> Result<Vec<Figure>> {
     out.extend(stability::benign(dir)?);
     out.extend(sde::score_sde_samples(dir)?);
     out.extend(sde::neural_sde_accuracy(dir)?);
+    out.extend(sde::storm_quality(dir)?);
     out.extend(rl::effective_horizon(dir)?);
     out.extend(science::pinn_regret(dir)?);
     out.extend(science::graph_reweight(dir)?);

@@ -139,3 +139,57 @@ pub fn neural_sde_accuracy(dir: &Path) -> Result<Option<Figure>> {
         vec![p],
     )))
 }
+
+/// storm: SI-SDR, log-spectral distance and gap energy against the number of reverse steps N,
+/// one line per arm (the denoiser and the noisy input are flat, dashed).
+pub fn storm_quality(dir: &Path) -> Result<Option<Figure>> {
+    let Some(t) = Table::read_rows(dir, "summary.csv")? else {
+        return Ok(None);
+    };
+    let (Ok(ca), Ok(cn)) = (t.col("arm"), t.col("n")) else {
+        return Ok(None);
+    };
+    if !t.has("gap_energy_db") || !t.has("lsd") {
+        return Ok(None);
+    }
+    let arms = t.distinct(ca);
+    let panel = |col: &str, title: &str, label: &str| -> Result<Panel> {
+        let cy = t.col(col)?;
+        let series = arms
+            .iter()
+            .enumerate()
+            .map(|(i, arm)| {
+                let mark = if arm == "storm" || arm == "score-only" {
+                    Mark::LinePoints
+                } else {
+                    Mark::DashedPoints
+                };
+                Series::new(
+                    arm.clone(),
+                    Colour::Palette(i),
+                    mark,
+                    t.xy(cn, cy, |r| r[ca] == *arm),
+                )
+            })
+            .collect();
+        Ok(Panel::fitted(
+            title,
+            ("reverse steps N", Scale::Log),
+            (label, Scale::Linear),
+            series,
+        ))
+    };
+    Ok(Some(Figure::new(
+        "storm",
+        "StoRM vs score-only diffusion and the predictive denoiser: quality against reverse steps",
+        vec![
+            panel("si_sdr", "SI-SDR (higher is better)", "SI-SDR (dB)")?,
+            panel("lsd", "log-spectral distance (lower is better)", "LSD (dB)")?,
+            panel(
+                "gap_energy_db",
+                "energy in the silent gaps (lower is better)",
+                "gap energy / active energy (dB)",
+            )?,
+        ],
+    )))
+}
