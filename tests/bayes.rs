@@ -1,7 +1,7 @@
 //! End-to-end runs of the `bayes` family (synthetic data only).
 
 mod common;
-use common::{assert_claims, bin, csv_maps, json, latest_run, run, text};
+use common::{assert_claims, bin, csv_maps, json, latest_run, run, smoke_run, text};
 
 fn num(r: &std::collections::BTreeMap<String, String>, k: &str) -> f64 {
     r[k].parse().unwrap_or_else(|_| panic!("{k} = {}", r[k]))
@@ -173,4 +173,63 @@ fn sgmcmc_potential_refuses_bad_sampler_settings() {
     );
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("nuts"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn bnn_bo_runs_end_to_end_at_smoke_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = smoke_run("bnn-bo", &[], tmp.path());
+    // Smoke: 2 objectives × 5 surrogates × 2 trials × (5 initial + 3 steps).
+    let m = csv_maps(&dir.join("metrics.csv"));
+    assert_eq!(m.len(), 2 * 5 * 2 * 8, "{}", m.len());
+    for r in &m {
+        assert!(num(r, "best") <= num(r, "value") + 1e-12, "{r:?}");
+        let opt = if r["objective"] == "branin" {
+            0.397_887
+        } else {
+            -3.322_37
+        };
+        assert!(num(r, "best") >= opt - 1e-4, "{r:?}");
+        assert!(num(r, "log10_regret").is_finite(), "{r:?}");
+    }
+    // The best value never increases along a trial.
+    for w in m.windows(2) {
+        let same = ["objective", "surrogate", "trial"]
+            .iter()
+            .all(|k| w[0][*k] == w[1][*k]);
+        if same {
+            assert!(num(&w[1], "best") <= num(&w[0], "best"), "{w:?}");
+        }
+    }
+    let summary = csv_maps(&dir.join("summary.csv"));
+    assert_eq!(summary.len(), 2 * 5, "{summary:?}");
+    for r in &summary {
+        assert_eq!(r["evaluations"], "8");
+        assert!(
+            num(r, "final_log10_regret") <= num(r, "mean_log10_regret") + 1e-9,
+            "{r:?}"
+        );
+        assert!(num(r, "seconds_per_step") > 0.0, "{r:?}");
+    }
+    assert_claims(
+        &dir,
+        &[
+            "ranking-problem-dependent",
+            "hmc-beats-sghmc",
+            "hmc-beats-ensemble",
+        ],
+    );
+    let len = std::fs::metadata(dir.join("regret.png")).map_or(0, |m| m.len());
+    assert!(len > 1000, "regret.png: {len} bytes");
+}
+
+#[test]
+fn bnn_bo_refuses_unknown_surrogates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(
+        &["train", "bnn-bo", "--smoke", "surrogates=[\"dkl\"]"],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("dkl"), "{}", text(&out.stderr));
 }

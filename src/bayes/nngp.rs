@@ -76,6 +76,16 @@ impl Nngp {
     /// The output kernel K(x1, x2) [n1, n2] for inputs [n1, d] and [n2, d] (double precision,
     /// on x1's device).
     pub fn kernel(&self, x1: &Tensor, x2: &Tensor) -> Tensor {
+        self.kernel_parts(x1, x2).0
+    }
+
+    /// The prior variances K(x, x) [n] of inputs [n, d] (the recursion's diagonal, O(n)).
+    pub fn diag(&self, x: &Tensor) -> Tensor {
+        self.kernel_parts(x, &x.narrow(0, 0, 1)).1
+    }
+
+    /// K(x1, x2) with the diagonals K(x1, x1) [n1] and K(x2, x2) [n2].
+    fn kernel_parts(&self, x1: &Tensor, x2: &Tensor) -> (Tensor, Tensor, Tensor) {
         let (x1, x2) = (x1.to_kind(Kind::Double), x2.to_kind(Kind::Double));
         let d = x1.size()[1] as f64;
         let (wv, bv) = (self.w_std * self.w_std, self.b_std * self.b_std);
@@ -99,7 +109,7 @@ impl Nngp {
             k11 = e11 * w + b;
             k22 = e22 * w + b;
         }
-        k12
+        (k12, k11, k22)
     }
 
     /// The last hidden layer's activations φ(h_L) [nets, n, width] of `nets` random networks of
@@ -156,6 +166,23 @@ mod tests {
     /// common random scale of relative std ≈ √(5·layers/width) for ReLU, so the average runs
     /// over many networks: ≈ 0.5 % Monte-Carlo error; the finite-width bias is O(1/width),
     /// ≈ −0.7 % here.)
+    #[test]
+    fn diag_is_the_kernel_matrix_diagonal() {
+        let x = Tensor::from_slice(&[0.1, 0.9, 0.5, 0.5, 0.0, 0.2, -1.0, 3.0]).view([4, 2]);
+        for activation in [Activation::Relu, Activation::Erf] {
+            let k = Nngp {
+                activation,
+                hidden_layers: 3,
+                w_std: 1.5,
+                b_std: 0.3,
+                last_w_std: 2.0,
+            };
+            let full = k.kernel(&x, &x).diagonal(0, 0, 1);
+            let err = (full - k.diag(&x)).abs().max().double_value(&[]);
+            assert!(err < 1e-9, "{}: {err}", activation.as_str());
+        }
+    }
+
     #[test]
     fn recursions_match_monte_carlo_wide_networks() {
         let _g = crate::rng::serial();

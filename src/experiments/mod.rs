@@ -14,7 +14,7 @@ pub mod shift;
 pub mod stability;
 pub mod uncertainty;
 
-use bayes::{nngp_mixture, sgmcmc_potential};
+use bayes::{bnn_bo, nngp_mixture, sgmcmc_potential};
 use compression::trp;
 use estimators::{stochastic_neurons, tpsgd, wta_crs};
 use information::{ib_lossy, ib_tishby, mi_synthetic};
@@ -111,6 +111,7 @@ pub static REGISTRY: &[Entry] = &[
     tpsgd::ENTRY,
     nngp_mixture::ENTRY,
     sgmcmc_potential::ENTRY,
+    bnn_bo::ENTRY,
     mpnp::ENTRY,
     latent_uncertainty::ENTRY,
     dann::ENTRY,

@@ -1,6 +1,7 @@
 //! Bayesian figures: the prior of random wide networks against the t and Gaussian densities,
 //! and GP vs t-process predictive bands (nngp-mixture); coverage, width and error against the
-//! training-set size per method (sgmcmc-potential).
+//! training-set size per method (sgmcmc-potential); simple-regret curves per objective and
+//! surrogate (bnn-bo).
 
 use super::figure::{Colour, Figure, Mark, Panel, Scale, Series};
 use super::table::Table;
@@ -226,6 +227,55 @@ pub fn sgmcmc_coverage(dir: &Path) -> Result<Option<Figure>> {
     )))
 }
 
+/// bnn-bo: one panel per objective, the log10 simple regret of the best value so far against
+/// the number of evaluations, mean over trials, one line per surrogate.
+pub fn bo_regret(dir: &Path) -> Result<Option<Figure>> {
+    let Some(t) = Table::read_rows(dir, "metrics.csv")? else {
+        return Ok(None);
+    };
+    if !t.has("log10_regret") || !t.has("surrogate") {
+        return Ok(None);
+    }
+    let (co, cs, ce, cr) = (
+        t.col("objective")?,
+        t.col("surrogate")?,
+        t.col("evaluations")?,
+        t.col("log10_regret")?,
+    );
+    let mut panels = vec![];
+    for obj in t.distinct(co) {
+        let series: Vec<Series> = t
+            .distinct(cs)
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let mut acc: std::collections::BTreeMap<i64, (f64, f64)> = Default::default();
+                for (x, y) in t.xy(ce, cr, |r| r[co] == obj && r[cs] == *s) {
+                    let e = acc.entry(x as i64).or_insert((0.0, 0.0));
+                    e.0 += y;
+                    e.1 += 1.0;
+                }
+                let pts = acc
+                    .into_iter()
+                    .map(|(x, (sum, n))| (x as f64, sum / n))
+                    .collect();
+                Series::new(s.clone(), Colour::Palette(i), Mark::Line, pts)
+            })
+            .collect();
+        panels.push(Panel::fitted(
+            &obj,
+            ("evaluations", Scale::Linear),
+            ("log10 simple regret (mean over trials)", Scale::Linear),
+            series,
+        ));
+    }
+    Ok(Some(Figure::new(
+        "regret",
+        "Bayesian optimisation with GP and BNN surrogates: simple regret",
+        panels,
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,5 +324,21 @@ mod tests {
         );
         assert_eq!(f.panels[0].series.len(), 3);
         assert_eq!(f.panels[2].series.len(), 2);
+    }
+
+    #[test]
+    fn bo_regret_figure_averages_trials() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(bo_regret(dir.path()).unwrap().is_none());
+        std::fs::write(
+            dir.path().join("metrics.csv"),
+            "objective,surrogate,trial,evaluations,value,best,log10_regret,seconds\nbranin,gp,0,1,3,3,0.4,0\nbranin,gp,1,1,2,2,0.2,0\nbranin,gp,0,2,1,1,-1,0.1\nbranin,gp,1,2,1,1,-2,0.1\nhartmann6,hmc,0,1,0,0,0.1,0\n",
+        )
+        .unwrap();
+        let f = bo_regret(dir.path()).unwrap().unwrap();
+        assert_eq!(f.panels.len(), 2);
+        let p = &f.panels[0].series[0].points;
+        assert_eq!(p.len(), 2);
+        assert!((p[0].1 - 0.3).abs() < 1e-12 && (p[1].1 - -1.5).abs() < 1e-12);
     }
 }

@@ -104,6 +104,7 @@ pub fn figures(dir: &Path, o: &Options) -> Result<Vec<Figure>> {
     out.extend(bayes::nngp_prior(dir)?);
     out.extend(bayes::nngp_predictive(dir)?);
     out.extend(bayes::sgmcmc_coverage(dir)?);
+    out.extend(bayes::bo_regret(dir)?);
     out.extend(shift::dann_boundary(dir)?);
     out.extend(shift::dann_accuracy(dir)?);
     out.extend(shift::sb_auc(dir)?);

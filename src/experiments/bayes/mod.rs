@@ -1,5 +1,6 @@
 //! Bayesian neural networks: scale mixtures of NNGPs (Student-t processes), SG-MCMC for
-//! neural-network potentials.
+//! neural-network potentials; BNN surrogates for Bayesian optimisation.
 
+pub mod bnn_bo;
 pub mod nngp_mixture;
 pub mod sgmcmc_potential;
