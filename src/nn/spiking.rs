@@ -259,7 +259,7 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let layer = SpikingLayer::new(&vs.root(), 2, 1, 1.0, &[0.5], &[1.0], false);
         tch::no_grad(|| {
-            let _ = layer
+            layer
                 .w
                 .shallow_clone()
                 .copy_(&Tensor::from_slice(&[1.0f32, -2.0]).view([1, 2, 1]));

@@ -32,6 +32,7 @@
 //! - `lzc` (SNN-LZC): the mean over hidden neurons of the normalised LZ76 complexity
 //!   C = c(n)·log₂n/n of each neuron's T-bin train (`info::lz`), classified by the nearest class
 //!   mean fitted on the training split.
+//!
 //! Both scalar decoders use one number per example, so they test what the count and the
 //! complexity carry, not a learned linear map.
 //!
@@ -911,7 +912,7 @@ fn harder(f: &RunFiles) -> Result<Option<&'static str>> {
     let mut best: Option<(&'static str, f64)> = None;
     for task in ["rate", "structure"] {
         if let Some(a) = cell(f, task, "lif", "fixed", "acc_readout")? {
-            if best.map_or(true, |b| a < b.1) {
+            if best.is_none_or(|b| a < b.1) {
                 best = Some((task, a));
             }
         }
@@ -991,9 +992,9 @@ mod tests {
         let zero = vec![0f32; 16];
         let mut data = vec![];
         for (a, b) in [(&ks, &ks), (&ks, &per), (&per, &per), (&per, &zero)] {
-            for t in 0..16 {
-                data.push(a[t]);
-                data.push(b[t]);
+            for (x, y) in a.iter().zip(b.iter()) {
+                data.push(*x);
+                data.push(*y);
             }
         }
         let s = Tensor::from_slice(&data).view([1, 4, 16, 2]);
@@ -1013,7 +1014,7 @@ mod tests {
     fn grid_batches_repeat_each_seeds_rows_along_the_population() {
         let _rng = crate::rng::serial();
         tch::manual_seed(1);
-        let x = Tensor::arange(2 * 3 * 2 * 1, (Kind::Float, Device::Cpu)).view([2, 3, 2, 1]);
+        let x = Tensor::arange(12, (Kind::Float, Device::Cpu)).view([2, 3, 2, 1]);
         let y = Tensor::from_slice(&[0i64, 1, 1, 1, 0, 0]).view([2, 3]);
         let split = Split { x, y };
         let idx = Tensor::from_slice(&[2i64, 0, 1, 1]).view([2, 2]);
