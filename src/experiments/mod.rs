@@ -11,6 +11,7 @@ pub mod science;
 pub mod sde;
 pub mod sgd;
 pub mod shift;
+pub mod spiking;
 pub mod stability;
 pub mod uncertainty;
 
@@ -23,6 +24,7 @@ use science::{graph_reweight, pinn_interface};
 use sde::{neural_sde, score_sde, storm};
 use sgd::{diffgrad, lr_batch, sgd_noise, train_longer};
 use shift::{dann, simplicity_bias};
+use spiking::snn;
 use stability::benign_oscillation;
 use uncertainty::{latent_uncertainty, mpnp};
 
@@ -94,6 +96,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("sde", "diffusion models and neural SDEs"),
     ("rl", "reinforcement learning and control"),
     ("science", "scientific models"),
+    ("spiking", "spiking neural networks"),
     ("runner", "runner baselines"),
 ];
 
@@ -125,6 +128,7 @@ pub static REGISTRY: &[Entry] = &[
     pinn_interface::ENTRY,
     graph_reweight::ENTRY,
     neuroevolution::ENTRY,
+    snn::ENTRY,
 ];
 
 /// One experiment run by `reproduce`: an experiment with one of its built-in configs.

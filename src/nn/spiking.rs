@@ -58,6 +58,13 @@ pub fn theta_raw(theta: f64) -> f64 {
     theta.exp_m1().ln()
 }
 
+/// The T time slices of currents [P, B, T, out], each contiguous. `unbind` has one backward
+/// for all slices (a stack of their gradients); `select(2, t)` per step would allocate a
+/// zero gradient of the whole [P, B, T, out] tensor for every step, quadratic in T.
+fn time_major(current: &Tensor) -> Vec<Tensor> {
+    current.permute([2, 0, 1, 3]).contiguous().unbind(0)
+}
+
 /// A layer of `out` spiking neurons for each of P networks.
 pub struct SpikingLayer {
     /// [P, in, out] and [P, 1, out].
@@ -144,14 +151,13 @@ impl SpikingLayer {
             x.shallow_clone()
         };
         // All input currents at once: [P, B, T, out].
-        let current = x.matmul(&self.w.unsqueeze(1)) + self.b.unsqueeze(1);
-        let steps = current.size()[2];
+        let current = time_major(&(x.matmul(&self.w.unsqueeze(1)) + self.b.unsqueeze(1)));
         let (beta, theta) = (self.beta(), self.theta());
-        let mut v = current.select(2, 0).zeros_like();
+        let mut v = current[0].zeros_like();
         let mut s = v.zeros_like();
-        let mut out = Vec::with_capacity(steps as usize);
-        for t in 0..steps {
-            v = &beta * &v + current.select(2, t) - &theta * s.detach();
+        let mut out = Vec::with_capacity(current.len());
+        for c in &current {
+            v = &beta * &v + c - &theta * s.detach();
             let drive = &v - &theta;
             s = match neuron {
                 Neuron::Lif => surrogate_spike(&drive, slope),
@@ -167,6 +173,35 @@ impl SpikingLayer {
             out.push(s.shallow_clone());
         }
         Tensor::stack(&out, 2)
+    }
+}
+
+impl SpikingLayer {
+    /// Membrane potentials [P, B, T, out] of the layer used as a non-spiking leaky integrator
+    /// (a readout): v_t = β v_{t−1} + W x_t + b with no threshold and no reset, so it never
+    /// falls silent and its gradient reaches every step. θ is unused.
+    pub fn membrane(&self, x: &Tensor) -> Tensor {
+        let x = if x.dim() == 3 {
+            x.unsqueeze(0)
+        } else {
+            x.shallow_clone()
+        };
+        let current = time_major(&(x.matmul(&self.w.unsqueeze(1)) + self.b.unsqueeze(1)));
+        let beta = self.beta();
+        let mut v = current[0].zeros_like();
+        let mut out = Vec::with_capacity(current.len());
+        for c in &current {
+            v = &beta * &v + c;
+            out.push(v.shallow_clone());
+        }
+        Tensor::stack(&out, 2)
+    }
+
+    /// Logits [P, B, out]: the membrane potential averaged over the time bins.
+    pub fn membrane_readout(&self, x: &Tensor) -> Tensor {
+        let v = self.membrane(x);
+        let kind = v.kind();
+        v.mean_dim([2i64].as_slice(), false, kind)
     }
 }
 
@@ -217,6 +252,37 @@ mod tests {
         assert_eq!(s.size(), vec![1, 1, 7, 1]);
         let got: Vec<f32> = Vec::try_from(&s.flatten(0, -1)).unwrap();
         assert_eq!(got, vec![0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn membrane_readout_integrates_without_reset_and_averages_over_time() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let layer = SpikingLayer::new(&vs.root(), 2, 1, 1.0, &[0.5], &[1.0], false);
+        tch::no_grad(|| {
+            layer
+                .w
+                .shallow_clone()
+                .copy_(&Tensor::from_slice(&[1.0f32, -2.0]).view([1, 2, 1]));
+            let _ = layer.b.shallow_clone().fill_(0.1);
+        });
+        // Inputs (1, 0), (0, 1), (1, 1): currents 1.1, −1.9, −0.9; β = 0.5, no reset even
+        // above θ: v = 1.1, 0.55 − 1.9 = −1.35, −0.675 − 0.9 = −1.575.
+        let x = Tensor::from_slice(&[1.0f32, 0., 0., 1., 1., 1.]).view([1, 3, 2]);
+        let v: Vec<f32> = Vec::try_from(&layer.membrane(&x).flatten(0, -1)).unwrap();
+        for (g, w) in v.iter().zip([1.1f32, -1.35, -1.575]) {
+            assert!((g - w).abs() < 1e-6, "{v:?}");
+        }
+        let r = layer.membrane_readout(&x);
+        assert_eq!(r.size(), vec![1, 1, 1]);
+        let want = (1.1 - 1.35 - 1.575) / 3.0;
+        assert!((r.double_value(&[0, 0, 0]) - want).abs() < 1e-6);
+        // The gradient reaches the weights through every step: ∂mean(v)/∂w₀ = (1 + 0.5 + 1)/3
+        // (input 1 at t = 1 contributes 1 + 0.5 + 0.25, at t = 3 contributes 1; /3).
+        let vs2 = nn::VarStore::new(Device::Cpu);
+        let l2 = SpikingLayer::new(&vs2.root(), 2, 1, 1.0, &[0.5], &[1.0], false);
+        l2.membrane_readout(&x).sum(Kind::Float).backward();
+        let g0 = l2.w.grad().double_value(&[0, 0, 0]);
+        assert!((g0 - (1.75 + 1.0) / 3.0).abs() < 1e-6, "{g0}");
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! | summary.csv (simplicity-bias) | `sb-auc`: AUC as drawn, S- and S^c-randomised per dataset |
 //! | summary.csv (with param_reduction), ranks.csv | `trp_accuracy` (decomposed accuracy against compression), `trp_ranks` (rank per layer over training) (trp) |
 //! | final.csv | `benign` (benign-oscillation) |
+//! | lzc.csv, summary.csv (with acc_lzc) | `snn-lzc` (LZC histograms per class), `snn-accuracy` (accuracy per arm and decoder) (snn) |
 //! | sde_density.csv, sde_samples.csv | `samples` (samples per SDE × sampler over the true log-density) (score-sde) |
 //! | final.csv (with code) | `neural-sde`: test accuracy against the missing rate per model (neural-sde) |
 //! | summary.csv (with gap_energy_db) | `storm`: SI-SDR, LSD and gap energy against reverse steps per arm (storm) |
@@ -41,6 +42,7 @@ pub mod science;
 pub mod sde;
 pub mod sgd;
 pub mod shift;
+pub mod spiking;
 pub mod stability;
 pub mod table;
 pub mod uncertainty;
@@ -111,6 +113,8 @@ pub fn figures(dir: &Path, o: &Options) -> Result<Vec<Figure>> {
     out.extend(compression::trp_accuracy(dir)?);
     out.extend(compression::trp_ranks(dir)?);
     out.extend(stability::benign(dir)?);
+    out.extend(spiking::snn_lzc(dir)?);
+    out.extend(spiking::snn_accuracy(dir)?);
     out.extend(sde::score_sde_samples(dir)?);
     out.extend(sde::neural_sde_accuracy(dir)?);
     out.extend(sde::storm_quality(dir)?);
