@@ -15,9 +15,14 @@
 //!
 //! Everything is drawn from the global generator on the given device (reseed before calling).
 
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The generator's settings; also the `[data]` table of experiments that use it (unknown keys
+/// are errors, missing ones take the defaults below).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct GappedSignals {
     pub length: i64,
     pub k_min: i64,
@@ -41,7 +46,46 @@ pub struct Frames {
     pub gap: Tensor,
 }
 
+impl Default for GappedSignals {
+    /// 128-sample frames, 2–4 components, two gaps of 12–24 samples, SNR −5…5 dB.
+    fn default() -> Self {
+        GappedSignals {
+            length: 128,
+            k_min: 2,
+            k_max: 4,
+            f_min: 3.0,
+            f_max: 20.0,
+            gaps: 2,
+            gap_min: 12,
+            gap_max: 24,
+            rms: 0.3,
+            snr_min: -5.0,
+            snr_max: 5.0,
+            rho_max: 0.9,
+            clip: 0.8,
+        }
+    }
+}
+
 impl GappedSignals {
+    /// Rejects settings the generator cannot honour; `table` names the config table in errors.
+    pub fn check(&self, table: &str) -> Result<()> {
+        let d = self;
+        if d.length < 32 || d.k_min < 1 || d.k_max < d.k_min {
+            bail!("{table}.length >= 32 and 1 <= {table}.k_min <= {table}.k_max");
+        }
+        if d.gaps < 1 || d.gap_min < 1 || d.gap_max < d.gap_min || d.gap_max * d.gaps >= d.length {
+            bail!("{table}: need gaps >= 1, 1 <= gap_min <= gap_max and gaps·gap_max < length");
+        }
+        if !(d.rms > 0.0 && d.snr_min <= d.snr_max && (0.0..1.0).contains(&d.rho_max)) {
+            bail!("{table}: rms > 0, snr_min <= snr_max, rho_max in [0, 1)");
+        }
+        if !(d.clip > 0.0 && d.clip <= 1.0) || d.f_min <= 0.0 || d.f_max < d.f_min {
+            bail!("{table}: clip in (0, 1], 0 < f_min <= f_max");
+        }
+        Ok(())
+    }
+
     /// Uniform draws in [lo, hi], [n, k].
     fn uniform(n: i64, k: i64, lo: f64, hi: f64, opt: (Kind, Device)) -> Tensor {
         Tensor::rand([n, k], opt) * (hi - lo) + lo
@@ -134,21 +178,7 @@ mod tests {
     use super::*;
 
     fn signals() -> GappedSignals {
-        GappedSignals {
-            length: 128,
-            k_min: 2,
-            k_max: 4,
-            f_min: 3.0,
-            f_max: 20.0,
-            gaps: 2,
-            gap_min: 12,
-            gap_max: 24,
-            rms: 0.3,
-            snr_min: -5.0,
-            snr_max: 5.0,
-            rho_max: 0.9,
-            clip: 0.8,
-        }
+        GappedSignals::default()
     }
 
     #[test]

@@ -44,8 +44,14 @@ impl SdeKind {
 pub trait ForwardSde {
     /// Drift f(x, t) [B, …] and diffusion g(t) [B].
     fn drift_diffusion(&self, x: &Tensor, t: &Tensor) -> (Tensor, Tensor);
+    /// The mean of x_t given x₀ (and the target, for OU-VE), shaped like x₀.
+    fn marginal_mean(&self, x0: &Tensor, t: &Tensor) -> Tensor;
     /// The std of x_t given x₀ (and the target, for OU-VE), [B].
     fn marginal_std(&self, t: &Tensor) -> Tensor;
+    /// Mean [B, …] and std [B] of x_t given x₀: the perturbation kernel of DSM.
+    fn marginal(&self, x0: &Tensor, t: &Tensor) -> (Tensor, Tensor) {
+        (self.marginal_mean(x0, t), self.marginal_std(t))
+    }
     /// A draw from the prior at T with x's shape.
     fn prior_sample(&self, like: &Tensor) -> Tensor;
     /// The discretised reverse-diffusion pieces (f_i, G_i) for an N-step grid: x_{i+1} =
@@ -125,11 +131,6 @@ impl Sde {
         }
     }
 
-    /// Mean [B, …] and std [B] of x_t given x₀.
-    pub fn marginal(&self, x0: &Tensor, t: &Tensor) -> (Tensor, Tensor) {
-        (x0 * per_row(&self.mean_coef(t), x0), self.marginal_std(t))
-    }
-
     /// The prior's std (VP, sub-VP: 1; VE: σ_max).
     pub fn prior_std(&self) -> f64 {
         match self.kind {
@@ -167,6 +168,10 @@ impl Sde {
 }
 
 impl ForwardSde for Sde {
+    fn marginal_mean(&self, x0: &Tensor, t: &Tensor) -> Tensor {
+        x0 * per_row(&self.mean_coef(t), x0)
+    }
+
     fn drift_diffusion(&self, x: &Tensor, t: &Tensor) -> (Tensor, Tensor) {
         match self.kind {
             SdeKind::Vp => {
@@ -255,16 +260,15 @@ impl OuVe {
     fn log_ratio(&self) -> f64 {
         (self.sigma_max / self.sigma_min).ln()
     }
-
-    /// Mean [B, …] and std [B] of x_t given x₀ and the target.
-    pub fn marginal(&self, x0: &Tensor, t: &Tensor) -> (Tensor, Tensor) {
-        let decay = per_row(&(t * -self.gamma).exp(), x0);
-        let mean = x0 * &decay + &self.target * (-&decay + 1.0);
-        (mean, self.marginal_std(t))
-    }
 }
 
 impl ForwardSde for OuVe {
+    /// e^{−γt}x₀ + (1 − e^{−γt})ȳ.
+    fn marginal_mean(&self, x0: &Tensor, t: &Tensor) -> Tensor {
+        let decay = per_row(&(t * -self.gamma).exp(), x0);
+        x0 * &decay + &self.target * (-&decay + 1.0)
+    }
+
     fn drift_diffusion(&self, x: &Tensor, t: &Tensor) -> (Tensor, Tensor) {
         let l = self.log_ratio();
         let g = (t * l).exp() * (self.sigma_min * (2.0 * l).sqrt());

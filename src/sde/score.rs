@@ -57,9 +57,10 @@ pub enum Weighting {
     Likelihood,
 }
 
-/// Per-example DSM losses [B] at given times t [B] and noise z (shaped like x₀).
+/// Per-example DSM losses [B] at given times t [B] and noise z (shaped like x₀), for any
+/// forward SDE with a Gaussian perturbation kernel (VP, sub-VP, VE, StoRM's OU-VE).
 pub fn dsm_loss_at(
-    sde: &Sde,
+    sde: &dyn ForwardSde,
     score: &ScoreFn<'_>,
     x0: &Tensor,
     t: &Tensor,
@@ -89,9 +90,32 @@ pub fn dsm_loss_at(
     }
 }
 
+/// Checks a score model's training settings (the `[…]` keys every score experiment shares):
+/// steps, batch size and logging interval ≥ 1, a positive finite learning rate, gradient
+/// clipping ≥ 0 and an EMA decay in [0, 1) (0 = off).
+pub fn check_training(
+    steps: usize,
+    batch_size: i64,
+    log_every: usize,
+    lr: f64,
+    grad_clip: f64,
+    ema: f64,
+) -> anyhow::Result<()> {
+    if steps == 0 || batch_size < 1 || log_every == 0 {
+        anyhow::bail!("steps, batch_size and log_every must be >= 1");
+    }
+    if !(lr > 0.0 && lr.is_finite()) || !(grad_clip >= 0.0) {
+        anyhow::bail!("lr must be positive and grad_clip >= 0");
+    }
+    if !(0.0..1.0).contains(&ema) {
+        anyhow::bail!("ema must be in [0, 1) (0 = off)");
+    }
+    Ok(())
+}
+
 /// The DSM loss of a batch: t ~ U[eps, T], z ~ N(0, I), mean over the batch.
 pub fn dsm_loss(
-    sde: &Sde,
+    sde: &dyn ForwardSde,
     score: &ScoreFn<'_>,
     x0: &Tensor,
     eps: f64,

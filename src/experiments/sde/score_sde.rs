@@ -241,15 +241,14 @@ impl config::Check for Config {
         if self.sdes.is_empty() {
             bail!("sdes must name at least one of vp, sub-vp, ve");
         }
-        if self.steps == 0 || self.batch_size < 1 || self.log_every == 0 {
-            bail!("steps, batch_size and log_every must be >= 1");
-        }
-        if !(self.lr > 0.0 && self.lr.is_finite()) || self.grad_clip < 0.0 {
-            bail!("lr must be positive and grad_clip >= 0");
-        }
-        if !(0.0..1.0).contains(&self.ema) {
-            bail!("ema must be in [0, 1) (0 = off)");
-        }
+        score::check_training(
+            self.steps,
+            self.batch_size,
+            self.log_every,
+            self.lr,
+            self.grad_clip,
+            self.ema,
+        )?;
         let d = &self.data;
         if d.modes < 2 || !(d.radius > 0.0 && d.std > 0.0) {
             bail!("data.modes >= 2, data.radius and data.std > 0");

@@ -51,7 +51,7 @@ use crate::run::progress::Progress;
 use crate::run::{Outcome, RunContext};
 use crate::sde::forward::{per_row, ForwardSde, OuVe};
 use crate::sde::sample::{Corrector, Predictor, Sampler};
-use crate::sde::score::FourierFeatures;
+use crate::sde::score::{check_training, dsm_loss_at, FourierFeatures, Weighting};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
@@ -89,44 +89,6 @@ impl Arm {
             Arm::Denoiser => "denoiser",
             Arm::ScoreOnly => "score-only",
             Arm::Storm => "storm",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct DataConfig {
-    pub length: i64,
-    pub k_min: i64,
-    pub k_max: i64,
-    pub f_min: f64,
-    pub f_max: f64,
-    pub gaps: i64,
-    pub gap_min: i64,
-    pub gap_max: i64,
-    pub rms: f64,
-    pub snr_min: f64,
-    pub snr_max: f64,
-    pub rho_max: f64,
-    pub clip: f64,
-}
-
-impl Default for DataConfig {
-    fn default() -> Self {
-        DataConfig {
-            length: 128,
-            k_min: 2,
-            k_max: 4,
-            f_min: 3.0,
-            f_max: 20.0,
-            gaps: 2,
-            gap_min: 12,
-            gap_max: 24,
-            rms: 0.3,
-            snr_min: -5.0,
-            snr_max: 5.0,
-            rho_max: 0.9,
-            clip: 0.8,
         }
     }
 }
@@ -212,7 +174,7 @@ pub struct Config {
     /// Reverse-diffusion steps N evaluated.
     pub reverse_steps: Vec<usize>,
     pub log_every: usize,
-    pub data: DataConfig,
+    pub data: GappedSignals,
     pub sde: SdeConfig,
     pub model: ModelConfig,
     pub sample: SampleConfig,
@@ -230,7 +192,7 @@ impl Default for Config {
             denoiser_weight: 0.5,
             reverse_steps: vec![5, 10, 20, 30, 50],
             log_every: 100,
-            data: DataConfig::default(),
+            data: GappedSignals::default(),
             sde: SdeConfig::default(),
             model: ModelConfig::default(),
             sample: SampleConfig::default(),
@@ -243,34 +205,21 @@ impl config::Check for Config {
         if self.arms.is_empty() {
             bail!("arms must name at least one of denoiser, score-only, storm");
         }
-        if self.steps == 0 || self.batch_size < 1 || self.log_every == 0 {
-            bail!("steps, batch_size and log_every must be >= 1");
-        }
-        if !(self.lr > 0.0 && self.lr.is_finite()) || self.grad_clip < 0.0 {
-            bail!("lr must be positive and grad_clip >= 0");
-        }
-        if !(0.0..1.0).contains(&self.ema) {
-            bail!("ema must be in [0, 1) (0 = off)");
-        }
+        check_training(
+            self.steps,
+            self.batch_size,
+            self.log_every,
+            self.lr,
+            self.grad_clip,
+            self.ema,
+        )?;
         if !(0.0..=1.0).contains(&self.denoiser_weight) {
             bail!("denoiser_weight must be in [0, 1]");
         }
         if self.reverse_steps.is_empty() || self.reverse_steps.iter().any(|&n| n < 2) {
             bail!("reverse_steps must be a non-empty list of step counts >= 2");
         }
-        let d = &self.data;
-        if d.length < 32 || d.k_min < 1 || d.k_max < d.k_min {
-            bail!("data.length >= 32 and 1 <= data.k_min <= data.k_max");
-        }
-        if d.gaps < 1 || d.gap_min < 1 || d.gap_max < d.gap_min || d.gap_max * d.gaps >= d.length {
-            bail!("data: need gaps >= 1, 1 <= gap_min <= gap_max and gaps·gap_max < length");
-        }
-        if !(d.rms > 0.0 && d.snr_min <= d.snr_max && (0.0..1.0).contains(&d.rho_max)) {
-            bail!("data: rms > 0, snr_min <= snr_max, rho_max in [0, 1)");
-        }
-        if !(d.clip > 0.0 && d.clip <= 1.0) || d.f_min <= 0.0 || d.f_max < d.f_min {
-            bail!("data: clip in (0, 1], 0 < f_min <= f_max");
-        }
+        self.data.check("data")?;
         let s = &self.sde;
         if !(s.gamma > 0.0 && 0.0 < s.sigma_min && s.sigma_min < s.sigma_max) {
             bail!("sde: need gamma > 0 and 0 < sigma_min < sigma_max");
@@ -298,25 +247,6 @@ impl config::Check for Config {
 }
 
 impl Config {
-    fn signals(&self) -> GappedSignals {
-        let d = &self.data;
-        GappedSignals {
-            length: d.length,
-            k_min: d.k_min,
-            k_max: d.k_max,
-            f_min: d.f_min,
-            f_max: d.f_max,
-            gaps: d.gaps,
-            gap_min: d.gap_min,
-            gap_max: d.gap_max,
-            rms: d.rms,
-            snr_min: d.snr_min,
-            snr_max: d.snr_max,
-            rho_max: d.rho_max,
-            clip: d.clip,
-        }
-    }
-
     fn ouve(&self, target: Tensor) -> OuVe {
         OuVe {
             gamma: self.sde.gamma,
@@ -488,7 +418,7 @@ const SUMMARY: [&str; 6] = ["arm", "n", "nfe", "si_sdr", "lsd", "gap_energy_db"]
 fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
     let cfg: Config = config::typed(table)?;
     let device = ctx.device;
-    let signals = cfg.signals();
+    let signals = cfg.data;
     ctx.set_seeds(vec![ctx.seed]);
     ctx.open_metrics(&METRICS)?;
 
@@ -550,10 +480,12 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
                 let t = Tensor::rand([b], (Kind::Float, device)) * (1.0 - cfg.sde.t_eps)
                     + cfg.sde.t_eps;
                 let z = fr.clean.randn_like();
-                let (mean, std) = sde.marginal(&fr.clean, &t);
-                let xt = mean + per_row(&std, &z) * &z;
-                // s = net/σ_t, so s·σ_t + z = net + z.
-                half_sum(&(model.score_net(&xt, &cond, &t) + &z))
+                // The score is net/σ_t (sgmse's parameterisation); λ = σ_t², ½·sum per frame.
+                let score = |xt: &Tensor, t: &Tensor| {
+                    model.score_net(xt, &cond, t) / per_row(&sde.marginal_std(t), xt)
+                };
+                dsm_loss_at(&sde, &score, &fr.clean, &t, &z, Weighting::Sigma2, false)
+                    .mean(Kind::Float)
             });
             let loss = match (&d_loss, &s_loss) {
                 (Some(d), Some(s)) => d * w + s * (1.0 - w),

@@ -19,7 +19,7 @@ use crate::experiments::{classifier, Entry};
 use crate::nn::ModelConfig;
 use crate::optim::{OptimConfig, OptimName, Optimizer};
 use crate::run::fsutil::write_atomic;
-use crate::run::metrics::{float, json_float, mean_std};
+use crate::run::metrics::{float, insert_mean_std, json_float, mean_std};
 use crate::run::{Outcome, RunContext};
 use crate::train::TrainConfig;
 use anyhow::{bail, Context, Result};
@@ -337,8 +337,7 @@ fn collect(
         ]);
         if !accs.is_empty() {
             let o = o.as_str();
-            finals.insert(format!("{o}_test_acc_mean"), json_float(am));
-            finals.insert(format!("{o}_test_acc_std"), json_float(asd));
+            insert_mean_std(finals, &format!("{o}_test_acc"), &accs);
             finals.insert(format!("{o}_seeds"), accs.len().into());
         }
     }

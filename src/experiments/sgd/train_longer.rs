@@ -20,7 +20,7 @@ use crate::experiments::children::{self, csv_bytes, Job};
 use crate::experiments::{classifier, Entry};
 use crate::optim::ScheduleName;
 use crate::run::fsutil::write_atomic;
-use crate::run::metrics::{float, json_float, mean_std};
+use crate::run::metrics::{float, insert_mean_std, json_float, mean_std};
 use crate::run::{Outcome, RunContext};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
@@ -249,8 +249,7 @@ fn summarise(cfg: &Config, ctx: &mut RunContext, jobs: &[Job]) -> Result<()> {
         ]);
         if !runs.is_empty() {
             let a = arm.as_str().replace('-', "_");
-            finals.insert(format!("{a}_test_err_mean"), json_float(err));
-            finals.insert(format!("{a}_test_err_std"), json_float(err_sd));
+            insert_mean_std(&mut finals, &format!("{a}_test_err"), &errs);
             if arm != Arm::Small {
                 finals.insert(format!("{a}_gap_to_small"), json_float(err - small_err));
             }

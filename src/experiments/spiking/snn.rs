@@ -560,12 +560,9 @@ const METRICS: [&str; 15] = [
     "seconds",
 ];
 
-const FINAL: [&str; 18] = [
-    "task",
-    "neuron",
-    "arm",
-    "seed",
-    "acc_readout",
+/// The columns measured per network after the readout accuracy (final.csv and, as seed means,
+/// summary.csv).
+const MEASURED: [&str; 13] = [
     "acc_count",
     "acc_lzc",
     "lzc_class0",
@@ -580,6 +577,27 @@ const FINAL: [&str; 18] = [
     "fixed_beta",
     "fixed_theta",
 ];
+
+/// final.csv: one row per (task, neuron, arm, seed).
+fn final_header() -> Vec<&'static str> {
+    let mut h = vec!["task", "neuron", "arm", "seed", "acc_readout"];
+    h.extend(MEASURED);
+    h
+}
+
+/// summary.csv: seed means per (task, neuron, arm), with the readout accuracy's std.
+fn summary_header() -> Vec<&'static str> {
+    let mut h = vec![
+        "task",
+        "neuron",
+        "arm",
+        "seeds",
+        "acc_readout",
+        "acc_readout_std",
+    ];
+    h.extend(MEASURED);
+    h
+}
 
 const GRID: [&str; 5] = ["task", "neuron", "beta", "theta", "val_acc"];
 
@@ -763,7 +781,10 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
         &ctx.dir.join("beta_theta_grid.csv"),
         &csv_bytes(&GRID, &grid_rows)?,
     )?;
-    write_atomic(&ctx.dir.join("final.csv"), &csv_bytes(&FINAL, &final_rows)?)?;
+    write_atomic(
+        &ctx.dir.join("final.csv"),
+        &csv_bytes(&final_header(), &final_rows)?,
+    )?;
     write_atomic(
         &ctx.dir.join("lzc.csv"),
         &csv_bytes(
@@ -774,33 +795,11 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
     let summary = summarise(&final_rows);
     write_atomic(
         &ctx.dir.join("summary.csv"),
-        &csv_bytes(&SUMMARY, &summary)?,
+        &csv_bytes(&summary_header(), &summary)?,
     )?;
     ctx.set_final_metrics(headline(&summary));
     Ok(Outcome::Completed)
 }
-
-const SUMMARY: [&str; 19] = [
-    "task",
-    "neuron",
-    "arm",
-    "seeds",
-    "acc_readout",
-    "acc_readout_std",
-    "acc_count",
-    "acc_lzc",
-    "lzc_class0",
-    "lzc_class1",
-    "count_class0",
-    "count_class1",
-    "beta",
-    "theta",
-    "rate_hidden",
-    "silent_hidden",
-    "infer_us",
-    "fixed_beta",
-    "fixed_theta",
-];
 
 /// Seed means per (task, neuron, arm), in final.csv's order.
 fn summarise(rows: &[Vec<String>]) -> Vec<Vec<String>> {
@@ -827,7 +826,7 @@ fn summarise(rows: &[Vec<String>]) -> Vec<Vec<String>> {
             let (m, s) = col(4);
             row.push(float(m));
             row.push(float(s));
-            for c in 5..FINAL.len() {
+            for c in 5..5 + MEASURED.len() {
                 row.push(float(col(c).0));
             }
             row
