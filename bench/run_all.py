@@ -32,6 +32,8 @@ def benches(bin_, device, data_dir):
                                             "--device", device]},
         {"name": "adam-step", "cmd": [py, f"{HERE}/adam_step.py", "--compare", "--bin", bin_, "--device", device]},
         {"name": "trp-step", "cmd": [py, f"{HERE}/trp_step.py", "--compare", "--bin", bin_, "--device", device]},
+        {"name": "score-sampling", "cmd": [py, f"{HERE}/score_sampling.py", "--compare", "--bin", bin_,
+                                           "--device", device]},
         {"name": "hessian", "cmd": [py, f"{HERE}/hessian_power.py", "--compare", "--bin", bin_, "--device", device]},
         {"name": "curvature", "cmd": [py, f"{HERE}/hessian_top.py", "--bin", bin_, "--device", device],
          "module": ("pyhessian", ["pyhessian==0.1", "--no-deps"])},

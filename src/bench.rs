@@ -22,8 +22,9 @@ pub fn run(args: &BenchArgs, device: Device, data_dir: &Path) -> Result<String> 
         "hessian" => hessian(args, device),
         "curvature" => curvature(args, device),
         "trp-step" => trp_step(args, device),
+        "score-sampling" => score_sampling(args, device),
         other => {
-            bail!("unknown benchmark `{other}`; available: classifier-step, data-epoch, adam-step, ksg, hessian, curvature, trp-step")
+            bail!("unknown benchmark `{other}`; available: classifier-step, data-epoch, adam-step, ksg, hessian, curvature, trp-step, score-sampling")
         }
     }
 }
@@ -417,6 +418,59 @@ fn trp_step(args: &BenchArgs, device: Device) -> Result<String> {
         "layers": weights.len(),
         "seconds_per_step": secs / args.steps.max(1) as f64,
         "rank_sum": rank_sum,
+        "threads": tch::get_num_threads(),
+    })
+    .to_string())
+}
+
+/// Seconds to draw `--batch-size` points from a 2-D VP score model by `--steps` reverse-time
+/// Euler–Maruyama steps (score-sde's network: [x, 16 Fourier features of t] → 3 × 128 SiLU →
+/// 2; random weights, which the timing does not depend on), after an untimed warm-up sampling
+/// of `--warmup` steps, without gradients — as `bench/score_sampling.py` does in PyTorch.
+fn score_sampling(args: &BenchArgs, device: Device) -> Result<String> {
+    use crate::sde::forward::{ForwardSde, Sde, SdeKind};
+    use crate::sde::sample::{Corrector, Predictor, Sampler};
+    use crate::sde::score::MlpScore;
+    if args.steps < 2 || args.batch_size < 1 {
+        bail!("score-sampling needs --steps >= 2 and --batch-size >= 1");
+    }
+    tch::manual_seed(0);
+    let vs = VarStore::new(device);
+    let sde = Sde::paper(SdeKind::Vp);
+    let model = MlpScore::new(&vs.root(), sde, 2, &[128, 128, 128], 16, 1.0);
+    let score = |x: &Tensor, t: &Tensor| model.score(x, t);
+    let sampler = |steps: usize| Sampler {
+        predictor: Predictor::EulerMaruyama,
+        corrector: Corrector::None,
+        corrector_steps: 0,
+        steps,
+        eps: sde.sample_eps(),
+    };
+    let wait = || {
+        if let Device::Cuda(_) = device {
+            tch::Cuda::synchronize(0);
+        }
+    };
+    let (secs, mean) = tch::no_grad(|| {
+        let x_t = sde.prior_sample(&Tensor::zeros([args.batch_size, 2], (Kind::Float, device)));
+        if args.warmup >= 2 {
+            let _ = sampler(args.warmup).run(&sde, &score, &x_t);
+        }
+        wait();
+        let start = Instant::now();
+        let x = sampler(args.steps).run(&sde, &score, &x_t);
+        wait();
+        let secs = start.elapsed().as_secs_f64();
+        (secs, x.abs().mean(Kind::Double).double_value(&[]))
+    });
+    Ok(serde_json::json!({
+        "bench": "score-sampling",
+        "impl": "stochlab",
+        "device": crate::device::name(device),
+        "points": args.batch_size,
+        "em_steps": args.steps,
+        "seconds": secs,
+        "mean_abs": mean,
         "threads": tch::get_num_threads(),
     })
     .to_string())

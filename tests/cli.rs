@@ -1295,6 +1295,22 @@ fn sgd_noise_experiments_run_end_to_end_at_smoke_size() {
         .all(|r| r["lambda_max_mean"].parse::<f64>().unwrap() > 0.0));
     assert_eq!(csv_maps(&lb.join("grid.csv")).len(), 2 * 2 * 3);
     assert!(read(&lb.join("summary.csv")).contains("log best lr vs log B, adam"));
+    // The stability edge: 2 optimizers × B ∈ {1, 16, full} × 1 seed, each a bisection whose
+    // bracket is ordered; the summary sets it next to the theory's 2/λ_max(H_B).
+    let edge = csv_maps(&lb.join("edge.csv"));
+    assert_eq!(edge.len(), 2 * 3);
+    for r in &edge {
+        let lo: f64 = r["lr_stable"].parse().unwrap();
+        let hi: f64 = r["lr_unstable"].parse().unwrap();
+        assert!(lo < hi, "{r:?}");
+    }
+    let es = csv_maps(&lb.join("edge_summary.csv"));
+    assert_eq!(es.len(), 2 * 3);
+    assert!(es
+        .iter()
+        .all(|r| r["theory_fit_2_over_lambda"].parse::<f64>().unwrap() > 0.0));
+    assert!(read(&lb.join("summary.csv")).contains("log stability edge vs log B, sgd, B < c/a"));
+    assert!(read(&lb.join("claims.csv")).contains("sgd-edge-slope"));
 
     assert_plots(&lb, &["lambda_max.png", "best_lr.png"]);
     assert_plots(&tl, &["curves.png", "distance.png"]);

@@ -8,7 +8,7 @@
 //! | grads.csv | `snr`: gradient mean and std per layer against epoch |
 //! | metrics.csv | `curves` (losses, accuracies or errors by epoch), `mi_estimates` (mi-synthetic), `distance` (train-longer) |
 //! | phase.csv, perceptron.csv, lazy.csv | `phase`, `perceptron`, `lazy` (sgd-noise) |
-//! | hessian.csv, grid.csv | `lambda_max`, `best_lr` (lr-batch) |
+//! | hessian.csv, grid.csv, edge_summary.csv | `lambda_max`, `best_lr`, `stability_edge` (lr-batch) |
 //! | estimators.csv, training.csv | `variance`, `training` (wta-crs); `estimators` (stochastic-neurons) |
 //! | transformer_estimators.csv, transformer_training.csv | `transformer-estimators`, `transformer-training` (wta-crs) |
 //! | gating.csv | `gating` (stochastic-neurons) |
@@ -96,6 +96,7 @@ pub fn figures(dir: &Path, o: &Options) -> Result<Vec<Figure>> {
     out.extend(sgd::lazy(dir)?);
     out.extend(sgd::lambda_max(dir)?);
     out.extend(sgd::best_lr(dir)?);
+    out.extend(sgd::stability_edge(dir)?);
     out.extend(estimators::wta_variance(dir)?);
     out.extend(estimators::wta_training(dir)?);
     out.extend(estimators::wta_transformer_estimators(dir)?);

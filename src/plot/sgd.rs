@@ -440,6 +440,77 @@ pub fn best_lr(dir: &Path) -> Result<Option<Figure>> {
     )))
 }
 
+/// The measured stability edge (largest stable rate, mean ± std over seeds) against B per
+/// optimizer, log–log, with the theory's 2/λ_max(H_B) from the epoch-0 fit (dashed) and the
+/// bend B* = c/a (a vertical dotted line) (lr-batch edge_summary.csv).
+pub fn stability_edge(dir: &Path) -> Result<Option<Figure>> {
+    let Some(t) = Table::read_rows(dir, "edge_summary.csv")? else {
+        return Ok(None);
+    };
+    let (co, cb, cm, cs, ct) = (
+        t.col("optimizer")?,
+        t.col("batch_size")?,
+        t.col("lr_edge_mean")?,
+        t.col("lr_edge_std")?,
+        t.col("theory_fit_2_over_lambda")?,
+    );
+    let mut series = vec![];
+    for (i, o) in t.distinct(co).iter().enumerate() {
+        let mine = |r: &[String]| r[co] == *o;
+        let pts: Vec<(f64, f64)> = t
+            .xy(cb, cm, mine)
+            .into_iter()
+            .filter(|p| p.1.is_finite())
+            .collect();
+        if pts.is_empty() {
+            continue;
+        }
+        let std: Vec<f64> = t
+            .xy(cb, cs, mine)
+            .into_iter()
+            .zip(t.xy(cb, cm, mine))
+            .filter(|(_, m)| m.1.is_finite())
+            .map(|(s, _)| if s.1.is_finite() { s.1 } else { 0.0 })
+            .collect();
+        series.push(
+            Series::new(
+                format!("{o}: measured edge"),
+                Colour::Palette(i),
+                Mark::LinePoints,
+                pts,
+            )
+            .y_errors(&std),
+        );
+    }
+    if series.is_empty() {
+        return Ok(None);
+    }
+    // The theory holds for (full-batch-like) gradient descent: one curve, from SGD's rows.
+    let theory: Vec<(f64, f64)> = t
+        .xy(cb, ct, |r| r[co] == "sgd")
+        .into_iter()
+        .filter(|p| p.1.is_finite())
+        .collect();
+    if !theory.is_empty() {
+        series.push(Series::new(
+            "2/λ_max(H_B), fit a + c/B at epoch 0",
+            Colour::Palette(7),
+            Mark::Dashed,
+            theory,
+        ));
+    }
+    Ok(Some(Figure::new(
+        "stability_edge",
+        "Largest stable learning rate against batch size (bisection; dashed: 2/λ_max(H_B))",
+        vec![Panel::fitted(
+            "",
+            ("batch size B", Scale::Log),
+            ("learning rate", Scale::Log),
+            series,
+        )],
+    )))
+}
+
 /// ‖w − w₀‖ and test error against the number of updates per arm, log x (Hoffer et al.: the
 /// distance grows like log t, and matching the updates closes the generalisation gap).
 pub fn distance(dir: &Path) -> Result<Option<Figure>> {

@@ -220,6 +220,19 @@ fn sgd_figures_hold_every_grid_point_and_fit() {
     );
     assert_eq!(fig.panels[0].series.len(), 2);
     assert_fits(&fig);
+
+    write(d, "edge_summary.csv", "optimizer,batch_size,seeds,lr_edge_mean,lr_edge_std,theory_fit_2_over_lambda,theory_measured_2_over_lambda,edge_over_theory_fit,regime\nsgd,1,3,0.02,0.005,0.019,0.02,1.05,c/B>a\nsgd,8,3,0.15,0.01,0.14,0.15,1.07,c/B>a\nsgd,64,3,nan,nan,0.3,nan,nan,c/B<=a\nadam,1,3,0.001,0.0002,0.019,nan,0.05,c/B>a\nadam,8,3,0.003,0.0001,0.14,nan,0.02,c/B>a\n");
+    let fig = sgd::stability_edge(d).unwrap().unwrap();
+    let s = &fig.panels[0].series;
+    assert_eq!(s.len(), 3, "an edge per optimizer and one theory curve");
+    assert_eq!(
+        s[0].points,
+        [(1.0, 0.02), (8.0, 0.15)],
+        "unbracketed edges are left out"
+    );
+    assert_eq!(s[0].bars.len(), 2);
+    assert_eq!(s[2].points.len(), 3);
+    assert_fits(&fig);
 }
 
 #[test]
