@@ -34,6 +34,7 @@ def benches(bin_, device, data_dir):
         {"name": "trp-step", "cmd": [py, f"{HERE}/trp_step.py", "--compare", "--bin", bin_, "--device", device]},
         {"name": "score-sampling", "cmd": [py, f"{HERE}/score_sampling.py", "--compare", "--bin", bin_,
                                            "--device", device]},
+        {"name": "psgld", "cmd": [py, f"{HERE}/psgld.py", "--compare", "--bin", bin_, "--device", device]},
         {"name": "hessian", "cmd": [py, f"{HERE}/hessian_power.py", "--compare", "--bin", bin_, "--device", device]},
         {"name": "curvature", "cmd": [py, f"{HERE}/hessian_top.py", "--bin", bin_, "--device", device],
          "module": ("pyhessian", ["pyhessian==0.1", "--no-deps"])},

@@ -23,8 +23,9 @@ pub fn run(args: &BenchArgs, device: Device, data_dir: &Path) -> Result<String> 
         "curvature" => curvature(args, device),
         "trp-step" => trp_step(args, device),
         "score-sampling" => score_sampling(args, device),
+        "psgld" => psgld(args, device),
         other => {
-            bail!("unknown benchmark `{other}`; available: classifier-step, data-epoch, adam-step, ksg, hessian, curvature, trp-step, score-sampling")
+            bail!("unknown benchmark `{other}`; available: classifier-step, data-epoch, adam-step, ksg, hessian, curvature, trp-step, score-sampling, psgld")
         }
     }
 }
@@ -471,6 +472,77 @@ fn score_sampling(args: &BenchArgs, device: Device) -> Result<String> {
         "em_steps": args.steps,
         "seconds": secs,
         "mean_abs": mean,
+        "threads": tch::get_num_threads(),
+    })
+    .to_string())
+}
+
+/// Seconds for `--steps` pSGLD steps of 4 chains of sgmcmc-potential's energy model (a 2-32-32-1
+/// tanh MLP on 2-D configurations, force matching: the potential of a mini-batch of
+/// `--batch-size` forces needs the forces −∇ₓE by a double backward), all chains as one `[4, P]`
+/// batch through `bayes::samplers::sg_sample`, after an untimed run of `--warmup` steps; as
+/// `bench/psgld.py` does with a loop over four PyTorch models.
+fn psgld(args: &BenchArgs, device: Device) -> Result<String> {
+    use crate::bayes::flatnet::{Act, FlatMlp};
+    use crate::bayes::samplers::{chain_grad, sg_sample, SgMethod, SgOptions};
+    const CHAINS: i64 = 4;
+    const N: i64 = 500;
+    const FORCE_VAR: f64 = 0.01;
+    if args.steps < 2 || args.batch_size < 1 {
+        bail!("psgld needs --steps >= 2 and --batch-size >= 1");
+    }
+    tch::manual_seed(0);
+    let opt = (Kind::Float, device);
+    let net = FlatMlp::new(2, 32, 2, 1, Act::Tanh);
+    let x = Tensor::randn([N, 2], opt);
+    let y = Tensor::randn([N, 2], opt);
+    let b = args.batch_size;
+    let potential = |theta: &Tensor, _step: usize| -> Result<(Tensor, Tensor)> {
+        let idx = Tensor::randint(N, [CHAINS * b], (Kind::Int64, device));
+        let xb = x.index_select(0, &idx).view([CHAINS, b, 2]);
+        let yb = y.index_select(0, &idx).view([CHAINS, b, 2]);
+        let th = theta.detach().set_requires_grad(true);
+        let f = net.neg_input_grad(&th, &xb, true);
+        let lik = (f - yb)
+            .square()
+            .sum_dim_intlist([1, 2].as_slice(), false, Kind::Float)
+            * (N as f64 / (b as f64 * 2.0 * FORCE_VAR));
+        let total = lik + th.square().sum_dim_intlist(1, false, Kind::Float) * 0.5;
+        let g = chain_grad(&total, &th);
+        Ok((total.detach(), g))
+    };
+    let options = |steps: usize| SgOptions {
+        method: SgMethod::Psgld,
+        steps,
+        burn_in: steps - 1,
+        thin: 1,
+        ..SgOptions::default()
+    };
+    let theta0 = net.init(CHAINS, opt);
+    let temperature = Tensor::ones([CHAINS], opt);
+    let wait = || {
+        if let Device::Cuda(_) = device {
+            tch::Cuda::synchronize(0);
+        }
+    };
+    if args.warmup >= 2 {
+        let _ = sg_sample(&options(args.warmup), &theta0, &temperature, potential)?;
+    }
+    wait();
+    let start = Instant::now();
+    let draws = sg_sample(&options(args.steps), &theta0, &temperature, potential)?;
+    wait();
+    let secs = start.elapsed().as_secs_f64();
+    let last = draws.potential.get(-1).mean(Kind::Double).double_value(&[]);
+    Ok(serde_json::json!({
+        "bench": "psgld",
+        "impl": "stochlab",
+        "device": crate::device::name(device),
+        "chains": CHAINS,
+        "steps": args.steps,
+        "batch": b,
+        "seconds": secs,
+        "last_potential": last,
         "threads": tch::get_num_threads(),
     })
     .to_string())
