@@ -123,7 +123,7 @@ fn twin_control_smoke_fits_surrogate_trains_controller_evaluates_arms_claims_and
         assert!(j.is_finite() && j >= 0.0, "{r:?}");
         assert_eq!(r["replicates"], "3");
     }
-    assert_eq!(s[0]["removed_total"], "0");
+    assert_eq!(s[0]["removed_total"].parse::<f64>().unwrap(), 0.0);
     let fit = csv_maps(&dir.join("fit.csv"));
     assert_eq!(fit.len(), 2 * 3);
     assert!(fit

@@ -222,7 +222,7 @@ impl config::Check for Config {
         if self.data_replicates < 2 || self.grid_replicates < 2 || self.eval_replicates < 2 {
             bail!("data_replicates, grid_replicates and eval_replicates must be >= 2 (a std needs two)");
         }
-        if !(self.target_sheep > 0.0) {
+        if self.target_sheep.is_nan() || self.target_sheep <= 0.0 {
             bail!("target_sheep must be > 0, got {}", self.target_sheep);
         }
         if self.surrogate.datasets.is_empty() {
@@ -235,7 +235,7 @@ impl config::Check for Config {
             .datasets
             .iter()
             .flatten()
-            .any(|r| !(*r >= 0.0))
+            .any(|r| r.is_nan() || *r < 0.0)
         {
             bail!("surrogate.datasets removals per tick must be >= 0");
         }
@@ -249,7 +249,7 @@ impl config::Check for Config {
         if !(c.lr > 0.0 && self.surrogate.lr > 0.0 && self.openloop.lr > 0.0) {
             bail!("controller.lr, surrogate.lr and openloop.lr must be > 0");
         }
-        if !(self.openloop.max_removal > 0.0) {
+        if self.openloop.max_removal.is_nan() || self.openloop.max_removal <= 0.0 {
             bail!("openloop.max_removal must be > 0");
         }
         if self.constant.sheep.is_empty() || self.constant.wolves.is_empty() {
@@ -1007,7 +1007,7 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
     macro_rules! tick {
         ($msg:expr) => {{
             done += 1;
-            progress.update(done, &$msg);
+            progress.update(done, $msg);
             if let Some(sig) = ctx.interrupt.requested() {
                 progress.finish();
                 return Ok(Outcome::Interrupted(sig));
@@ -1047,7 +1047,7 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
                 }
             }
         }
-        tick!(format!("data set {}-{}", float(u[0]), float(u[1])));
+        tick!(&format!("data set {}-{}", float(u[0]), float(u[1])));
     }
     if start_pool.is_empty() {
         bail!("surrogate.datasets must include [0, 0] (the uncontrolled runs give the controller's start states)");
@@ -1056,7 +1056,7 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
     // 2. Surrogate fit.
     let fitted = fit_surrogate(&cfg, &means, &removed, ctx)?;
     let sur = fitted.sur;
-    tick!(format!("surrogate fit nRMSE {:.3}", fitted.mean_nrmse));
+    tick!(&format!("surrogate fit nRMSE {:.3}", fitted.mean_nrmse));
 
     // 3. Controller through the surrogate; open-loop optimum on the surrogate.
     let x0 = to_tensor(&means[0][..1], opts);
@@ -1067,9 +1067,9 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
     }
     let starts = to_tensor(&starts, opts);
     let (_vs, ctrl) = train_controller(&cfg, &sur, &starts, ctx)?;
-    tick!("controller trained".to_string());
+    tick!("controller trained");
     let schedule = open_loop(&cfg, &sur, &x0, ctx)?;
-    tick!("open-loop control".to_string());
+    tick!("open-loop control");
 
     let predict = |p: &Policy| -> (Tensor, f64) {
         tch::no_grad(|| {
@@ -1117,7 +1117,7 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
             surrogate: xs,
             surrogate_j: j,
         });
-        tick!(format!("evaluated {name}"));
+        tick!(&format!("evaluated {name}"));
     }
     let nn_removal = arms[1]
         .traces
@@ -1150,7 +1150,7 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
             if best.is_none_or(|b| j < b.2) {
                 best = Some((us as f64, uw as f64, j));
             }
-            tick!(format!("constant {us}-{uw}: J {j:.3}"));
+            tick!(&format!("constant {us}-{uw}: J {j:.3}"));
         }
     }
     let mut best_eq: Option<(f64, f64, f64)> = None;
@@ -1171,7 +1171,7 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
         if best_eq.is_none_or(|b| j < b.2) {
             best_eq = Some((rs, rw, j));
         }
-        tick!(format!("equal removal α = {alpha:.2}: J {j:.3}"));
+        tick!(&format!("equal removal α = {alpha:.2}: J {j:.3}"));
     }
     for (name, (rs, rw, _)) in [
         ("constant-best", best.expect("non-empty grid")),
@@ -1187,7 +1187,7 @@ fn train(table: &Table, ctx: &mut RunContext) -> Result<Outcome> {
             surrogate: xs,
             surrogate_j: j,
         });
-        tick!(format!("evaluated {name}"));
+        tick!(&format!("evaluated {name}"));
     }
     progress.finish();
 
