@@ -106,3 +106,51 @@ fn neuroevolution_smoke_logs_generations_summaries_positions_claims_and_figures(
     let err = text(&bad.stderr);
     assert!(err.contains("`ns`") && err.contains("\"ga-ns\""), "{err}");
 }
+
+#[test]
+fn twin_control_smoke_fits_surrogate_trains_controller_evaluates_arms_claims_and_figure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = smoke_run("twin-control", &[], tmp.path());
+    // Smoke: 2 data sets, 60 ticks, 5 arms on 3 fresh replicates each.
+    let s = csv_maps(&dir.join("summary.csv"));
+    let arms: Vec<&str> = s.iter().map(|r| r["arm"].as_str()).collect();
+    assert_eq!(
+        arms,
+        ["none", "nn", "open-loop", "constant-best", "constant-equal"]
+    );
+    for r in &s {
+        let j: f64 = r["objective_mean"].parse().unwrap();
+        assert!(j.is_finite() && j >= 0.0, "{r:?}");
+        assert_eq!(r["replicates"], "3");
+    }
+    assert_eq!(s[0]["removed_total"].parse::<f64>().unwrap(), 0.0);
+    let fit = csv_maps(&dir.join("fit.csv"));
+    assert_eq!(fit.len(), 2 * 3);
+    assert!(fit
+        .iter()
+        .all(|r| r["nrmse"].parse::<f64>().unwrap() >= 0.0));
+    let traj = csv_maps(&dir.join("trajectories.csv"));
+    assert_eq!(traj.len(), 5 * 61);
+    let m = csv_maps(&dir.join("metrics.csv"));
+    for phase in ["surrogate", "controller", "open-loop"] {
+        assert!(m.iter().any(|r| r["phase"] == phase), "{phase}");
+    }
+    assert_eq!(csv_maps(&dir.join("surrogate.csv")).len(), 8);
+    assert_claims(
+        &dir,
+        &[
+            "nn-vs-no-control",
+            "nn-beats-constant-equal-removal",
+            "surrogate-predicts-abm",
+        ],
+    );
+    assert!(dir.join("twin_trajectories.svg").exists());
+    // A misspelt key names the right one.
+    let bad = run(
+        &["train", "twin-control", "--smoke", "controller.hiden=8"],
+        tmp.path(),
+    );
+    assert!(!bad.status.success());
+    let err = text(&bad.stderr);
+    assert!(err.contains("hidden"), "{err}");
+}

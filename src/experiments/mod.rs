@@ -19,7 +19,7 @@ use bayes::{bnn_bo, nngp_mixture, sgmcmc_potential};
 use compression::trp;
 use estimators::{stochastic_neurons, tpsgd, wta_crs};
 use information::{ib_lossy, ib_tishby, mi_synthetic};
-use rl::{effective_horizon, neuroevolution};
+use rl::{effective_horizon, neuroevolution, twin_control};
 use science::{graph_reweight, pinn_interface};
 use sde::{neural_sde, score_sde, storm};
 use sgd::{diffgrad, lr_batch, sgd_noise, train_longer};
@@ -128,6 +128,7 @@ pub static REGISTRY: &[Entry] = &[
     pinn_interface::ENTRY,
     graph_reweight::ENTRY,
     neuroevolution::ENTRY,
+    twin_control::ENTRY,
     snn::ENTRY,
 ];
 

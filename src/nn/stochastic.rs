@@ -121,3 +121,27 @@ impl Reinforce {
             .mean(Kind::Float)
     }
 }
+
+/// Rounds to the nearest integer in the forward pass and passes the gradient through unchanged
+/// (straight-through rounding, y = x + (round(x) − x) with the bracket detached): integer
+/// controls that still carry a gradient.
+pub fn round_straight_through(x: &Tensor) -> Tensor {
+    x + (x.round() - x).detach()
+}
+
+#[cfg(test)]
+mod round_tests {
+    use super::*;
+
+    #[test]
+    fn straight_through_rounding_is_round_forward_and_identity_backward() {
+        let x = Tensor::from_slice(&[0.2f64, 1.5001, -2.7, 3.49]).set_requires_grad(true);
+        let y = round_straight_through(&x);
+        let v: Vec<f64> = Vec::try_from(&y.detach()).unwrap();
+        assert_eq!(v, vec![0.0, 2.0, -3.0, 3.0]);
+        // d(Σ w·y)/dx = w: the rounding is invisible to the gradient.
+        let w = Tensor::from_slice(&[1.0f64, -2.0, 0.5, 3.0]);
+        (&y * &w).sum(Kind::Double).backward();
+        assert!(x.grad().allclose(&w, 0.0, 0.0, false));
+    }
+}

@@ -25,6 +25,7 @@
 //! | summary.csv (with gap_energy_db) | `storm`: SI-SDR, LSD and gap energy against reverse steps per arm (storm) |
 //! | metrics.csv (with cum_regret), test.csv | `pinn-regret`: cumulative regret per strategy, test-context errors (pinn-interface) |
 //! | metrics.csv (env, elite_validation), positions.csv | `fitness` (fitness curves per method), `maze-ends` (final maze positions, GA vs GA-NS) (neuroevolution) |
+//! | trajectories.csv (with surrogate_sheep) | `twin_trajectories`: ABM sheep and wolves per control arm (twin-control) |
 //! | density.csv, sharpness.csv | `density` (SLQ eigenvalue density), `sharpness` (λ_max and 2/η against step) |
 //! | bands.csv, points.csv, metrics.csv | `bands` (predictive bands per kernel), `curves` (training loss and validation LL by step) (mpnp) |
 //! | severity.csv, samples.csv, image.csv | `severity` (uncertainties and RMSE against severity), `landmark-samples` (latent-uncertainty) |
@@ -124,6 +125,7 @@ pub fn figures(dir: &Path, o: &Options) -> Result<Vec<Figure>> {
     out.extend(science::graph_reweight(dir)?);
     out.extend(rl::neuro_fitness(dir)?);
     out.extend(rl::maze_ends(dir)?);
+    out.extend(rl::twin_trajectories(dir)?);
     out.extend(curvature::density(dir)?);
     out.extend(curvature::sharpness(dir)?);
     out.extend(sgd::distance(dir)?);

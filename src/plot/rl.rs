@@ -1,6 +1,7 @@
 //! Reinforcement-learning figures: SQIRL against Q-learning sample complexity and the greedy
 //! return of Q^k against k (effective-horizon); neuroevolution's fitness curves per method
-//! (mean ± std over seeds) and the hard maze's final positions of GA and GA-NS over the walls.
+//! (mean ± std over seeds) and the hard maze's final positions of GA and GA-NS over the walls;
+//! twin-control's ABM populations per control arm.
 
 use super::figure::{mean_series, Colour, Figure, Mark, Panel, Scale, Series};
 use super::table::Table;
@@ -260,6 +261,91 @@ pub fn maze_ends(dir: &Path) -> Result<Option<Figure>> {
     Ok(Some(Figure::new(
         "maze-ends",
         "Hard maze: where the last population ends, GA vs GA-NS",
+        panels,
+    )))
+}
+
+/// twin-control: ABM sheep and wolves (mean ± std over fresh replicates) against tick per
+/// control arm, the sheep target dashed; the surrogate's prediction for the NN arm dotted.
+pub fn twin_trajectories(dir: &Path) -> Result<Option<Figure>> {
+    let Some(t) = Table::read_rows(dir, "trajectories.csv")? else {
+        return Ok(None);
+    };
+    if !t.has("surrogate_sheep") || !t.has("sheep_mean") {
+        return Ok(None);
+    }
+    let (ca, ct) = (t.col("arm")?, t.col("tick")?);
+    let arms = t.distinct(ca);
+    let target = match t.col("target_sheep") {
+        Ok(c) => t.rows.first().and_then(|r| Table::num(r, c)),
+        Err(_) => None,
+    };
+    let mut panels = vec![];
+    for (species, title) in [
+        ("sheep", "sheep on the ABM"),
+        ("wolves", "wolves on the ABM"),
+    ] {
+        let (cm, cs, cp) = (
+            t.col(&format!("{species}_mean"))?,
+            t.col(&format!("{species}_std"))?,
+            t.col(&format!("surrogate_{species}"))?,
+        );
+        let mut series = vec![];
+        for (i, arm) in arms.iter().enumerate() {
+            let rows: Vec<&Vec<String>> = t.rows.iter().filter(|r| r[ca] == *arm).collect();
+            let mut pts = vec![];
+            let mut band = vec![];
+            let mut sur = vec![];
+            for r in &rows {
+                let (Some(x), Some(m), Some(s)) =
+                    (Table::num(r, ct), Table::num(r, cm), Table::num(r, cs))
+                else {
+                    continue;
+                };
+                pts.push((x, m));
+                band.push((x, m - s, m + s));
+                if let Some(p) = Table::num(r, cp) {
+                    sur.push((x, p));
+                }
+            }
+            let shaded = matches!(arm.as_str(), "none" | "nn");
+            let mut s = Series::new(arm.clone(), Colour::Palette(i), Mark::Line, pts);
+            if shaded {
+                s = s.band(band);
+            }
+            series.push(s);
+            if arm == "nn" {
+                series.push(Series::new(
+                    "nn on the surrogate",
+                    Colour::Palette(i),
+                    Mark::Dashed,
+                    sur,
+                ));
+            }
+        }
+        if let (Some(target), "sheep") = (target, species) {
+            let last = t
+                .rows
+                .iter()
+                .filter_map(|r| Table::num(r, ct))
+                .fold(0.0, f64::max);
+            series.push(Series::new(
+                "",
+                Colour::Grey,
+                Mark::Dashed,
+                vec![(0.0, target), (last, target)],
+            ));
+        }
+        panels.push(Panel::fitted(
+            title,
+            ("tick", Scale::Linear),
+            (species, Scale::Linear),
+            series,
+        ));
+    }
+    Ok(Some(Figure::new(
+        "twin_trajectories",
+        "twin-control: ABM populations (mean ± std over fresh replicates; bands for none and nn) per control arm, sheep target dashed grey",
         panels,
     )))
 }
