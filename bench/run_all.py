@@ -35,6 +35,8 @@ def benches(bin_, device, data_dir):
         {"name": "score-sampling", "cmd": [py, f"{HERE}/score_sampling.py", "--compare", "--bin", bin_,
                                            "--device", device]},
         {"name": "psgld", "cmd": [py, f"{HERE}/psgld.py", "--compare", "--bin", bin_, "--device", device]},
+        {"name": "ga-generation", "cmd": [py, f"{HERE}/ga_generation.py", "--compare", "--bin", bin_,
+                                          "--device", device]},
         {"name": "hessian", "cmd": [py, f"{HERE}/hessian_power.py", "--compare", "--bin", bin_, "--device", device]},
         {"name": "curvature", "cmd": [py, f"{HERE}/hessian_top.py", "--bin", bin_, "--device", device],
          "module": ("pyhessian", ["pyhessian==0.1", "--no-deps"])},

@@ -24,8 +24,9 @@ pub fn run(args: &BenchArgs, device: Device, data_dir: &Path) -> Result<String> 
         "trp-step" => trp_step(args, device),
         "score-sampling" => score_sampling(args, device),
         "psgld" => psgld(args, device),
+        "ga-generation" => ga_generation(args, device),
         other => {
-            bail!("unknown benchmark `{other}`; available: classifier-step, data-epoch, adam-step, ksg, hessian, curvature, trp-step, score-sampling, psgld")
+            bail!("unknown benchmark `{other}`; available: classifier-step, data-epoch, adam-step, ksg, hessian, curvature, trp-step, score-sampling, psgld, ga-generation")
         }
     }
 }
@@ -543,6 +544,77 @@ fn psgld(args: &BenchArgs, device: Device) -> Result<String> {
         "batch": b,
         "seconds": secs,
         "last_potential": last,
+        "threads": tch::get_num_threads(),
+    })
+    .to_string())
+}
+
+/// Seconds to evaluate one generation of CartPole policies (neuroevolution's 4-16-16-2 tanh,
+/// argmax action, 500 steps at most) read from `--input`: a headerless CSV, one row per
+/// individual, the episode's initial state (4 numbers) then its parameters in
+/// `envs::population`'s layout (W [in, out] row-major, then b, per layer), as
+/// `bench/ga_generation.py` writes it. The whole population steps together
+/// (`envs::population::cartpole_returns_from`: one batched forward per environment step).
+/// Median of `--steps` timed evaluations after `--warmup` untimed ones; also the returns' sum,
+/// which must equal the Python reference's.
+fn ga_generation(args: &BenchArgs, device: Device) -> Result<String> {
+    use crate::envs::cartpole::State;
+    use crate::envs::population::{cartpole_returns_from, Layout};
+    let Some(path) = &args.input else {
+        bail!("bench ga-generation needs --input FILE.csv (bench/ga_generation.py writes one)");
+    };
+    let layout = Layout {
+        sizes: vec![4, 16, 16, 2],
+        out_std: 1.0,
+    };
+    let p = layout.params();
+    let (mut starts, mut thetas) = (vec![], vec![]);
+    for (i, rec) in csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_path(path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        .records()
+        .enumerate()
+    {
+        let v: Vec<f64> = rec?
+            .iter()
+            .map(|c| c.trim().parse::<f64>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("{} row {}: {e}", path.display(), i + 1))?;
+        if v.len() != 4 + p {
+            bail!(
+                "{} row {}: {} numbers, expected 4 + {p} (state, then a 4-16-16-2 policy)",
+                path.display(),
+                i + 1,
+                v.len()
+            );
+        }
+        starts.push(State([v[0], v[1], v[2], v[3]]));
+        thetas.push(v[4..].iter().map(|&x| x as f32).collect::<Vec<f32>>());
+    }
+    if thetas.is_empty() {
+        bail!("{}: no individuals", path.display());
+    }
+    let refs: Vec<&[f32]> = thetas.iter().map(Vec::as_slice).collect();
+    let eval = || cartpole_returns_from(&layout, &refs, &starts, 500, device);
+    for _ in 0..args.warmup {
+        let _ = eval();
+    }
+    let mut times = vec![];
+    let mut returns = vec![];
+    for _ in 0..args.steps.max(1) {
+        let start = Instant::now();
+        returns = eval();
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(serde_json::json!({
+        "bench": "ga-generation",
+        "impl": "stochlab",
+        "device": crate::device::name(device),
+        "population": thetas.len(),
+        "seconds": times[times.len() / 2],
+        "return_sum": returns.iter().sum::<f64>(),
         "threads": tch::get_num_threads(),
     })
     .to_string())

@@ -102,32 +102,49 @@ pub fn cartpole_returns(
     max_steps: usize,
     device: Device,
 ) -> Vec<f64> {
-    if device.is_cuda() {
-        cartpole_returns_in(layout, thetas, episodes, max_steps, Kind::Float, device)
-    } else {
-        cartpole_returns_host(layout, thetas, episodes, max_steps, device)
-    }
+    let starts = starts_of(episodes);
+    cartpole_returns_from(layout, thetas, &starts, max_steps, device)
 }
 
-/// `cartpole_returns` with the carts on the host (f64 states, f32 observations).
-pub fn cartpole_returns_host(
+/// The initial states of episode keys.
+pub fn starts_of(episodes: &[u64]) -> Vec<cartpole::State> {
+    episodes
+        .iter()
+        .map(|&k| cartpole::State::initial(k))
+        .collect()
+}
+
+/// `cartpole_returns` from given initial states, one per policy.
+pub fn cartpole_returns_from(
     layout: &Layout,
     thetas: &[&[f32]],
-    episodes: &[u64],
+    starts: &[cartpole::State],
     max_steps: usize,
     device: Device,
 ) -> Vec<f64> {
-    assert_eq!(thetas.len(), episodes.len());
+    if device.is_cuda() {
+        cartpole_returns_in(layout, thetas, starts, max_steps, Kind::Float, device)
+    } else {
+        cartpole_returns_host(layout, thetas, starts, max_steps, device)
+    }
+}
+
+/// `cartpole_returns_from` with the carts on the host (f64 states, f32 observations).
+pub fn cartpole_returns_host(
+    layout: &Layout,
+    thetas: &[&[f32]],
+    starts: &[cartpole::State],
+    max_steps: usize,
+    device: Device,
+) -> Vec<f64> {
+    assert_eq!(thetas.len(), starts.len());
     if thetas.is_empty() {
         return vec![];
     }
     tch::no_grad(|| {
         let pol = Policies::new(layout, thetas, device);
         let b = thetas.len();
-        let mut states: Vec<cartpole::State> = episodes
-            .iter()
-            .map(|&k| cartpole::State::initial(k))
-            .collect();
+        let mut states = starts.to_vec();
         let mut alive = vec![true; b];
         let mut ret = vec![0.0f64; b];
         let mut obs = vec![0.0f32; b * 4];
@@ -161,22 +178,18 @@ pub fn cartpole_returns_host(
 pub fn cartpole_returns_in(
     layout: &Layout,
     thetas: &[&[f32]],
-    episodes: &[u64],
+    starts: &[cartpole::State],
     max_steps: usize,
     kind: Kind,
     device: Device,
 ) -> Vec<f64> {
-    assert_eq!(thetas.len(), episodes.len());
+    assert_eq!(thetas.len(), starts.len());
     if thetas.is_empty() {
         return vec![];
     }
     tch::no_grad(|| {
         let pol = Policies::new(layout, thetas, device);
-        let starts: Vec<cartpole::State> = episodes
-            .iter()
-            .map(|&k| cartpole::State::initial(k))
-            .collect();
-        let mut env = cartpole::Batch::new(&starts, kind, device);
+        let mut env = cartpole::Batch::new(starts, kind, device);
         for t in 0..max_steps {
             let a = pol.forward(&env.obs()).argmax(1, false);
             env.step(&a);
@@ -294,10 +307,17 @@ mod tests {
         let thetas: Vec<Vec<f32>> = (0..5).map(|s| enc.init(s)).collect();
         let refs: Vec<&[f32]> = thetas.iter().map(|t| t.as_slice()).collect();
         let eps: Vec<u64> = (10..15).collect();
-        let got = cartpole_returns_in(&layout, &refs, &eps, 200, Kind::Double, Device::Cpu);
+        let got = cartpole_returns_in(
+            &layout,
+            &refs,
+            &starts_of(&eps),
+            200,
+            Kind::Double,
+            Device::Cpu,
+        );
         assert_eq!(
             got,
-            cartpole_returns_host(&layout, &refs, &eps, 200, Device::Cpu)
+            cartpole_returns_host(&layout, &refs, &starts_of(&eps), 200, Device::Cpu)
         );
         for k in 0..5 {
             let pol = Policies::new(&layout, &refs[k..k + 1], Device::Cpu);
