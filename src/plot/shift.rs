@@ -1,6 +1,7 @@
 //! Distribution-shift figures: DANN's decision function on the rotated moons (NN against DANN,
 //! source points by class, target points in grey) and its accuracy curves (source and target
-//! accuracy, domain classifier and linear probe per arm, mean ± std over seeds).
+//! accuracy, domain classifier and linear probe per arm, mean ± std over seeds); simplicity
+//! bias's randomised AUCs; black-box testing's original/adversarial image pairs.
 
 use super::figure::{mean_series, Cell, Colour, ColourBar, Figure, Mark, Panel, Scale, Series};
 use super::table::Table;
@@ -234,4 +235,90 @@ pub fn sb_auc(dir: &Path) -> Result<Option<Figure>> {
         "Simplicity bias: test AUC with the simple coordinate (S) or all the others (S^c) randomised",
         vec![p],
     )))
+}
+
+/// blackbox-test: a few test images, original and adversarial per method, as grey-level
+/// heatmaps with the changed pixels marked.
+pub fn bbox_pairs(dir: &Path) -> Result<Option<Figure>> {
+    let Some(t) = Table::read_rows(dir, "pairs.csv")? else {
+        return Ok(None);
+    };
+    let (ci, ck, cr, cc, cv, cx) = (
+        t.col("image")?,
+        t.col("kind")?,
+        t.col("row")?,
+        t.col("col")?,
+        t.col("value")?,
+        t.col("changed")?,
+    );
+    let side = t
+        .rows
+        .iter()
+        .filter_map(|r| Table::num(r, cr))
+        .fold(0.0, f64::max)
+        + 1.0;
+    let mut panels = vec![];
+    for image in t.distinct(ci) {
+        for kind in t.distinct(ck) {
+            let rows: Vec<&Vec<String>> = t
+                .rows
+                .iter()
+                .filter(|r| r[ci] == image && r[ck] == kind)
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let mut marks = vec![];
+            let mut cells = vec![];
+            for r in &rows {
+                let (Some(row), Some(col), Some(v)) =
+                    (Table::num(r, cr), Table::num(r, cc), Table::num(r, cv))
+                else {
+                    continue;
+                };
+                let y = side - row - 1.0;
+                cells.push(Cell {
+                    x: (col, col + 1.0),
+                    y: (y, y + 1.0),
+                    value: v,
+                    text: String::new(),
+                });
+                if r[cx] == "1" {
+                    marks.push((col + 0.5, y + 0.5));
+                }
+            }
+            let n = marks.len();
+            let series = vec![Series::new(
+                "changed pixel",
+                Colour::Palette(1),
+                Mark::Points,
+                marks,
+            )];
+            let title = if kind == "original" {
+                format!("test image {image}")
+            } else {
+                format!("{kind}: L0 = {n}")
+            };
+            let mut p = Panel::fitted(title, ("", Scale::Linear), ("", Scale::Linear), series);
+            p.x = super::figure::Axis::fit("", Scale::Linear, [0.0, side]);
+            p.y = super::figure::Axis::fit("", Scale::Linear, [0.0, side]);
+            p.cells = cells;
+            panels.push(p);
+        }
+    }
+    if panels.is_empty() {
+        return Ok(None);
+    }
+    let mut f = Figure::new(
+        "bbox-pairs",
+        "Black-box testing: originals and adversarial images, changed pixels marked",
+        panels,
+    );
+    f.colour_bar = Some(ColourBar {
+        label: "intensity".into(),
+        range: (0.0, 1.0),
+        log: false,
+        high_dark: false,
+    });
+    Ok(Some(f))
 }
