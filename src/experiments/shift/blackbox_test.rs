@@ -883,8 +883,11 @@ fn write_pairs(
 
 use crate::claims::{self, Claim, Expect, Measured, RunFiles, Scale};
 
-/// Per image (test index) the L0 after backtracking of `method`'s successful attacks.
-fn successes(f: &RunFiles, method: &str) -> Result<Option<(Vec<(String, f64, f64)>, usize)>> {
+/// One method's successful attacks, (test image, L0 before, L0 after), and its image count.
+type Successes = (Vec<(String, f64, f64)>, usize);
+
+/// `method`'s successful attacks (None when the method was not run).
+fn successes(f: &RunFiles, method: &str) -> Result<Option<Successes>> {
     let t = f.csv(crate::run::METRICS_CSV)?;
     let (cm, ci, cs) = (t.col("method")?, t.col("image")?, t.col("success")?);
     let (cb, ca) = (t.col("l0_before")?, t.col("l0_after")?);
@@ -905,7 +908,7 @@ fn successes(f: &RunFiles, method: &str) -> Result<Option<(Vec<(String, f64, f64
     Ok(Some((ok, rows.len())))
 }
 
-fn both(f: &RunFiles) -> Result<Option<[(Vec<(String, f64, f64)>, usize); 2]>> {
+fn both(f: &RunFiles) -> Result<Option<[Successes; 2]>> {
     match (successes(f, "dfmcs")?, successes(f, "random")?) {
         (Some(d), Some(r)) => Ok(Some([d, r])),
         _ => Ok(None),
