@@ -21,7 +21,8 @@
 //!    N(k, (size_k + sigma_const)²) in upsampled pixels, divided by the upsampling factor,
 //!    and flip each: v ← 1 if v < 1 − v else 0 (the official MNIST manipulation);
 //! 3. query; stop the search if the predicted class is no longer the true class;
-//! 4. reward = p_true(original) − p_true(new); if it is negative, undo the move (its pixels
+//! 4. reward = p_true(original) − p_true(new), against the original image and not the
+//!    previous state (as the official code); if it is negative, undo the move (its pixels
 //!    stay "touched" and are not drawn again);
 //! 5. r_k ← max(0, r_k + reward / `reward_scale`) (25), renormalised; n_k, N += 1.
 //!
@@ -32,7 +33,9 @@
 //!
 //! All attacks (every image × method) advance together: each round, every running attack
 //! proposes one image and the proposals go through the network as one batched forward pass;
-//! the per-attack decisions run on the host (one probability read-back per round).
+//! the per-attack decisions run on the host (one copy of the proposals to the device and one
+//! probability read-back per round: the next move depends on the answer). The progress line
+//! counts rounds against the budget.
 //!
 //! Logged (metrics.csv, one row per image and method): success within the budget, L0 (pixels
 //! changed) before and after backtracking, L2 distance after, queries, moves, undone moves,
@@ -976,7 +979,7 @@ const CLAIMS: &[Claim] = &[
     },
     Claim {
         id: "backtracking",
-        statement: "backtracking in chunks of 10 lowers DFMCS's median L0 by at least 20 % (threshold: the issue's proposal; the paper reports that backtracking lowers L0 without a number)",
+        statement: "backtracking in chunks of 10 lowers DFMCS's median L0 by at least 20 % (threshold: the issue's proposal; the paper's notes give no number for backtracking alone)",
         paper: "—",
         expect: Expect::AtLeast(0.2),
         unit: "fraction",
