@@ -322,3 +322,34 @@ pub fn bbox_pairs(dir: &Path) -> Result<Option<Figure>> {
     });
     Ok(Some(f))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bbox_pairs_draws_each_image_per_kind_with_its_changed_pixels() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(bbox_pairs(dir.path()).unwrap().is_none());
+        // A 2×2 "image" 7: original, and dfmcs with pixel (row 0, col 1) flipped.
+        let mut csv = String::from("image,kind,row,col,value,changed\n");
+        for (kind, flipped) in [("original", false), ("dfmcs", true)] {
+            for p in 0..4 {
+                let v = if flipped && p == 1 { 1.0 } else { 0.0 };
+                let c = i32::from(flipped && p == 1);
+                csv += &format!("7,{kind},{},{},{v},{c}\n", p / 2, p % 2);
+            }
+        }
+        std::fs::write(dir.path().join("pairs.csv"), csv).unwrap();
+        let f = bbox_pairs(dir.path()).unwrap().unwrap();
+        assert_eq!(f.panels.len(), 2);
+        assert_eq!(f.panels[0].title, "test image 7");
+        assert_eq!(f.panels[1].title, "dfmcs: L0 = 1");
+        assert!(f.panels.iter().all(|p| p.cells.len() == 4));
+        assert!(f.panels[0].series[0].points.is_empty());
+        // Row 0 is drawn at the top: y = side − row − 1/2.
+        assert_eq!(f.panels[1].series[0].points, vec![(1.5, 1.5)]);
+        let lit: Vec<f64> = f.panels[1].cells.iter().map(|c| c.value).collect();
+        assert_eq!(lit, vec![0.0, 1.0, 0.0, 0.0]);
+    }
+}
