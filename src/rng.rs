@@ -65,6 +65,13 @@ impl SplitMix {
     pub fn below(&mut self, n: usize) -> usize {
         ((self.next_u64() as u128 * n as u128) >> 64) as usize
     }
+
+    /// Standard normal by Box–Muller on two uniforms (the cosine branch; one normal per call).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = 1.0 - self.uniform();
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
 }
 
 /// libtorch's generators are process-global and unit tests run on parallel threads: tests that
@@ -87,6 +94,18 @@ mod tests {
         assert_ne!(a, derive(1, Stream::Step, 1, 2));
         assert_ne!(a, derive(0, Stream::Shuffle, 1, 2));
         assert!(a >= 0);
+    }
+
+    #[test]
+    fn splitmix_normal_has_unit_moments() {
+        let mut g = SplitMix::new(3);
+        let v: Vec<f64> = (0..200_000).map(|_| g.normal()).collect();
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / v.len() as f64;
+        assert!(
+            m.abs() < 0.01 && (var - 1.0).abs() < 0.02,
+            "mean {m}, var {var}"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! End-to-end runs of the distribution-shift experiments at smoke size.
 
 mod common;
-use common::{csv_maps, json, only_run, read, run, smoke_run, text};
+use common::{assert_claims, csv_maps, json, only_run, read, run, smoke_run, text};
 use std::path::Path;
 
 fn require_data(set: &str, target: &str) {
@@ -158,4 +158,95 @@ fn simplicity_bias_smoke_measures_randomised_aucs_and_plots() {
         read(&dir.join("summary.csv")),
         read(&only_run(again.path(), "simplicity-bias").join("summary.csv"))
     );
+}
+
+#[test]
+fn blackbox_test_smoke_attacks_within_budget_declares_claims_and_plots() {
+    require_data("mnist5k", "data-mnist5k");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = smoke_run("blackbox-test", &[], tmp.path());
+    let rows = csv_maps(&dir.join("metrics.csv"));
+    // 3 images × 2 methods, the same images for both.
+    assert_eq!(rows.len(), 6);
+    let images = |m: &str| -> Vec<String> {
+        rows.iter()
+            .filter(|r| r["method"] == m)
+            .map(|r| r["image"].clone())
+            .collect()
+    };
+    assert_eq!(images("dfmcs"), images("random"));
+    for r in &rows {
+        let q = num(r, "queries");
+        assert!((1.0..=40.0).contains(&q), "budget 40: {r:?}");
+        assert!(num(r, "search_queries") <= q);
+        if r["success"] == "1" {
+            let (before, after) = (num(r, "l0_before"), num(r, "l0_after"));
+            assert!(after <= before && after >= 1.0, "{r:?}");
+            assert_ne!(r["adv_class"], r["label"]);
+            // Every flip moves a pixel by at least 1/2 and at most 1.
+            let l2 = num(r, "l2");
+            assert!(
+                l2 >= 0.5 * after.sqrt() - 1e-9 && l2 <= after.sqrt() + 1e-9,
+                "{r:?}"
+            );
+        } else {
+            assert_eq!(r["l0_after"], "NaN");
+        }
+    }
+    let summary = csv_maps(&dir.join("summary.csv"));
+    assert_eq!(summary.len(), 2);
+    assert!(summary
+        .iter()
+        .all(|r| (0.0..=1.0).contains(&num(r, "success_rate"))));
+    assert_claims(
+        &dir,
+        &[
+            "blackbox-test/l0-vs-random",
+            "blackbox-test/success-vs-random",
+            "blackbox-test/backtracking",
+        ],
+    );
+    let info = json(&dir.join("run.json"));
+    assert!(
+        info["final_metrics"]["target_test_acc"].is_number(),
+        "{info}"
+    );
+    assert!(dir.join("train.csv").exists());
+    if read(&dir.join("pairs.csv")).lines().count() > 1 {
+        assert!(dir.join("bbox-pairs.png").exists());
+    }
+    // Same seed, same numbers.
+    let again = tempfile::tempdir().unwrap();
+    let out = run(&["train", "blackbox-test", "--smoke"], again.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        read(&dir.join("metrics.csv")),
+        read(&only_run(again.path(), "blackbox-test").join("metrics.csv"))
+    );
+}
+
+#[test]
+fn blackbox_test_refuses_a_colour_dataset_and_an_unknown_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(
+        &[
+            "train",
+            "blackbox-test",
+            "--smoke",
+            "target.dataset=cifar10",
+        ],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("target.dataset") && err.contains("mnist5k"),
+        "{err}"
+    );
+    let out = run(
+        &["train", "blackbox-test", "--smoke", "attack.budjet=10"],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("did you mean `attack.budget`"));
 }

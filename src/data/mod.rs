@@ -12,6 +12,7 @@ pub mod formats;
 pub mod gapped;
 pub mod gp;
 pub mod irregular;
+pub mod keypoints;
 pub mod real;
 pub mod ring;
 pub mod shapes;

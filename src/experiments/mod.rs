@@ -23,7 +23,7 @@ use rl::{effective_horizon, neuroevolution, twin_control};
 use science::{graph_reweight, pinn_interface};
 use sde::{neural_sde, score_sde, storm};
 use sgd::{diffgrad, lr_batch, sgd_noise, train_longer};
-use shift::{dann, simplicity_bias};
+use shift::{blackbox_test, dann, simplicity_bias};
 use spiking::snn;
 use stability::benign_oscillation;
 use uncertainty::{latent_uncertainty, mpnp};
@@ -119,6 +119,7 @@ pub static REGISTRY: &[Entry] = &[
     latent_uncertainty::ENTRY,
     dann::ENTRY,
     simplicity_bias::ENTRY,
+    blackbox_test::ENTRY,
     trp::ENTRY,
     benign_oscillation::ENTRY,
     score_sde::ENTRY,

@@ -5,6 +5,7 @@ pub mod gaussian;
 pub mod graph;
 pub mod local;
 pub mod lowrank;
+pub mod oracle;
 pub mod resnet;
 pub mod reversal;
 pub mod set_attention;

@@ -17,6 +17,7 @@
 //! | summary.csv (with obs_coverage) | `coverage`: force and path-observable coverage and force RMSE against training-set size per method (sgmcmc-potential) |
 //! | boundary.csv, points.csv, metrics.csv | `dann-boundary`, `dann-accuracy` (dann) |
 //! | summary.csv (simplicity-bias) | `sb-auc`: AUC as drawn, S- and S^c-randomised per dataset |
+//! | pairs.csv | `bbox-pairs`: originals and adversarial images with the changed pixels marked (blackbox-test) |
 //! | summary.csv (with param_reduction), ranks.csv | `trp_accuracy` (decomposed accuracy against compression), `trp_ranks` (rank per layer over training) (trp) |
 //! | final.csv | `benign` (benign-oscillation) |
 //! | lzc.csv, summary.csv (with acc_lzc) | `snn-lzc` (LZC histograms per class), `snn-accuracy` (accuracy per arm and decoder) (snn) |
@@ -112,6 +113,7 @@ pub fn figures(dir: &Path, o: &Options) -> Result<Vec<Figure>> {
     out.extend(shift::dann_boundary(dir)?);
     out.extend(shift::dann_accuracy(dir)?);
     out.extend(shift::sb_auc(dir)?);
+    out.extend(shift::bbox_pairs(dir)?);
     out.extend(compression::trp_accuracy(dir)?);
     out.extend(compression::trp_ranks(dir)?);
     out.extend(stability::benign(dir)?);

@@ -1,6 +1,7 @@
 //! Distribution-shift figures: DANN's decision function on the rotated moons (NN against DANN,
 //! source points by class, target points in grey) and its accuracy curves (source and target
-//! accuracy, domain classifier and linear probe per arm, mean ± std over seeds).
+//! accuracy, domain classifier and linear probe per arm, mean ± std over seeds); simplicity
+//! bias's randomised AUCs; black-box testing's original/adversarial image pairs.
 
 use super::figure::{mean_series, Cell, Colour, ColourBar, Figure, Mark, Panel, Scale, Series};
 use super::table::Table;
@@ -234,4 +235,121 @@ pub fn sb_auc(dir: &Path) -> Result<Option<Figure>> {
         "Simplicity bias: test AUC with the simple coordinate (S) or all the others (S^c) randomised",
         vec![p],
     )))
+}
+
+/// blackbox-test: a few test images, original and adversarial per method, as grey-level
+/// heatmaps with the changed pixels marked.
+pub fn bbox_pairs(dir: &Path) -> Result<Option<Figure>> {
+    let Some(t) = Table::read_rows(dir, "pairs.csv")? else {
+        return Ok(None);
+    };
+    let (ci, ck, cr, cc, cv, cx) = (
+        t.col("image")?,
+        t.col("kind")?,
+        t.col("row")?,
+        t.col("col")?,
+        t.col("value")?,
+        t.col("changed")?,
+    );
+    let side = t
+        .rows
+        .iter()
+        .filter_map(|r| Table::num(r, cr))
+        .fold(0.0, f64::max)
+        + 1.0;
+    let mut panels = vec![];
+    for image in t.distinct(ci) {
+        for kind in t.distinct(ck) {
+            let rows: Vec<&Vec<String>> = t
+                .rows
+                .iter()
+                .filter(|r| r[ci] == image && r[ck] == kind)
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let mut marks = vec![];
+            let mut cells = vec![];
+            for r in &rows {
+                let (Some(row), Some(col), Some(v)) =
+                    (Table::num(r, cr), Table::num(r, cc), Table::num(r, cv))
+                else {
+                    continue;
+                };
+                let y = side - row - 1.0;
+                cells.push(Cell {
+                    x: (col, col + 1.0),
+                    y: (y, y + 1.0),
+                    value: v,
+                    text: String::new(),
+                });
+                if r[cx] == "1" {
+                    marks.push((col + 0.5, y + 0.5));
+                }
+            }
+            let n = marks.len();
+            let series = vec![Series::new(
+                "changed pixel",
+                Colour::Palette(1),
+                Mark::Points,
+                marks,
+            )];
+            let title = if kind == "original" {
+                format!("test image {image}")
+            } else {
+                format!("{kind}: L0 = {n}")
+            };
+            let mut p = Panel::fitted(title, ("", Scale::Linear), ("", Scale::Linear), series);
+            p.x = super::figure::Axis::fit("", Scale::Linear, [0.0, side]);
+            p.y = super::figure::Axis::fit("", Scale::Linear, [0.0, side]);
+            p.cells = cells;
+            panels.push(p);
+        }
+    }
+    if panels.is_empty() {
+        return Ok(None);
+    }
+    let mut f = Figure::new(
+        "bbox-pairs",
+        "Black-box testing: originals and adversarial images, changed pixels marked",
+        panels,
+    );
+    f.colour_bar = Some(ColourBar {
+        label: "intensity".into(),
+        range: (0.0, 1.0),
+        log: false,
+        high_dark: false,
+    });
+    Ok(Some(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bbox_pairs_draws_each_image_per_kind_with_its_changed_pixels() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(bbox_pairs(dir.path()).unwrap().is_none());
+        // A 2×2 "image" 7: original, and dfmcs with pixel (row 0, col 1) flipped.
+        let mut csv = String::from("image,kind,row,col,value,changed\n");
+        for (kind, flipped) in [("original", false), ("dfmcs", true)] {
+            for p in 0..4 {
+                let v = if flipped && p == 1 { 1.0 } else { 0.0 };
+                let c = i32::from(flipped && p == 1);
+                csv += &format!("7,{kind},{},{},{v},{c}\n", p / 2, p % 2);
+            }
+        }
+        std::fs::write(dir.path().join("pairs.csv"), csv).unwrap();
+        let f = bbox_pairs(dir.path()).unwrap().unwrap();
+        assert_eq!(f.panels.len(), 2);
+        assert_eq!(f.panels[0].title, "test image 7");
+        assert_eq!(f.panels[1].title, "dfmcs: L0 = 1");
+        assert!(f.panels.iter().all(|p| p.cells.len() == 4));
+        assert!(f.panels[0].series[0].points.is_empty());
+        // Row 0 is drawn at the top: y = side − row − 1/2.
+        assert_eq!(f.panels[1].series[0].points, vec![(1.5, 1.5)]);
+        let lit: Vec<f64> = f.panels[1].cells.iter().map(|c| c.value).collect();
+        assert_eq!(lit, vec![0.0, 1.0, 0.0, 0.0]);
+    }
 }
