@@ -480,18 +480,10 @@ const PER_REPEAT: [&str; 17] = [
     "draws",
 ];
 
+/// The median of the finite values (NaN when there are none).
 fn median(mut v: Vec<f64>) -> f64 {
     v.retain(|x| x.is_finite());
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
+    crate::stats::median(&v)
 }
 
 fn label(t: Option<f64>, chains: i64) -> String {

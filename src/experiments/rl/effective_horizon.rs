@@ -443,20 +443,9 @@ pub fn qlearning(mdp: &Mdp, cfg: &QConfig, budget: u64, rng: &mut SplitMix) -> T
     trace
 }
 
-/// The median of sample complexities, `inf` for unsolved runs counted as the largest.
-pub fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
-}
+/// The median of sample complexities, `inf` for unsolved runs counted as the largest
+/// (`stats::median` sorts by total order, so infinities sort last).
+pub use crate::stats::median;
 
 const METRICS: [&str; 7] = [
     "env",
