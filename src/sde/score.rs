@@ -104,7 +104,7 @@ pub fn check_training(
     if steps == 0 || batch_size < 1 || log_every == 0 {
         anyhow::bail!("steps, batch_size and log_every must be >= 1");
     }
-    if !(lr > 0.0 && lr.is_finite()) || !(grad_clip >= 0.0) {
+    if !(lr > 0.0 && lr.is_finite() && grad_clip >= 0.0) {
         anyhow::bail!("lr must be positive and grad_clip >= 0");
     }
     if !(0.0..1.0).contains(&ema) {
